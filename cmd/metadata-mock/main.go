@@ -1,0 +1,18 @@
+// Command metadata-mock is a placeholder until its issue lands: it prints its version.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/process-wrapper/process-wrapper/internal/version"
+)
+
+func main() {
+	fmt.Println(version.String("metadata-mock"))
+	if len(os.Args) > 1 && (os.Args[1] == "-version" || os.Args[1] == "--version") {
+		return
+	}
+	fmt.Fprintln(os.Stderr, "metadata-mock: not implemented yet")
+	os.Exit(2)
+}

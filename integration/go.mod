@@ -1,0 +1,3 @@
+module github.com/process-wrapper/process-wrapper/integration
+
+go 1.26.0

@@ -1,0 +1,5 @@
+module github.com/process-wrapper/process-wrapper/internal
+
+go 1.26.0
+
+require github.com/go-logfmt/logfmt v0.6.1 // indirect

@@ -1,0 +1,260 @@
+// Command testchild is the small, static helper program that the tests of
+// process-wrapper supervise: each mode is one behaviour a real process shows
+// (logging, crashing, trapping signals, orphaning grandchildren, holding its
+// pipes open, ...). It is also the demo's workload.
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fatal("usage: testchild MODE [ARGS...]")
+	}
+	args := os.Args[2:]
+	switch os.Args[1] {
+	case "print": // print each argument as a line
+		for _, a := range args {
+			fmt.Println(a)
+		}
+	case "stderr": // print each argument as a line on stderr
+		for _, a := range args {
+			fmt.Fprintln(os.Stderr, a)
+		}
+	case "exit": // exit CODE
+		os.Exit(atoi(arg(args, 0, "0")))
+	case "sleep": // sleep [DURATION]: default for ever
+		sleep(arg(args, 0, ""))
+	case "trap": // trap [EXITCODE]: report signals, exit EXITCODE on SIGTERM/SIGINT
+		trap(atoi(arg(args, 0, "0")))
+	case "ignore-term": // ignore SIGTERM and sleep
+		signal.Ignore(syscall.SIGTERM)
+		fmt.Println("ignoring SIGTERM")
+		sleep("")
+	case "lines": // lines COUNT SIZE: COUNT numbered lines of SIZE bytes
+		lines(atoi(arg(args, 0, "10")), atoi(arg(args, 1, "100")), os.Stdout)
+	case "lines-both": // lines-both COUNT SIZE: the same on stdout and stderr at once
+		done := make(chan struct{})
+		go func() { lines(atoi(arg(args, 0, "10")), atoi(arg(args, 1, "100")), os.Stderr); close(done) }()
+		lines(atoi(arg(args, 0, "10")), atoi(arg(args, 1, "100")), os.Stdout)
+		<-done
+	case "bigline": // bigline BYTES: one line of BYTES bytes ('a'..'z' repeating)
+		bigline(atoi(arg(args, 0, "1048576")))
+	case "raw": // raw TEXT: write TEXT as is (Go escapes such as \n, \x00 interpreted)
+		s, err := strconv.Unquote(`"` + arg(args, 0, "") + `"`)
+		if err != nil {
+			fatal("raw: %v", err)
+		}
+		os.Stdout.WriteString(s)
+	case "orphans": // orphans COUNT EXITCODE: start COUNT children, exit without waiting
+		orphans(atoi(arg(args, 0, "10")), atoi(arg(args, 1, "0")))
+	case "background": // background EXITCODE: leave a grandchild holding stdout, exit
+		background(atoi(arg(args, 0, "0")))
+	case "env": // env: print the environment, sorted
+		env := os.Environ()
+		sort.Strings(env)
+		for _, e := range env {
+			fmt.Println(e)
+		}
+	case "args": // args: print each argument on its own line
+		for _, a := range args {
+			fmt.Println("arg=" + a)
+		}
+	case "id": // id: print uid, gid, groups and working directory
+		wd, _ := os.Getwd()
+		groups, _ := os.Getgroups()
+		fmt.Printf("uid=%d gid=%d groups=%v cwd=%s pgid=%d\n", os.Getuid(), os.Getgid(), groups, wd, pgid())
+	case "sigstate": // sigstate: print the signal mask and ignored set from /proc
+		sigstate()
+	case "stdin": // stdin: read stdin to its end and report the byte count
+		n, err := bufio.NewReader(os.Stdin).WriteTo(discard{})
+		fmt.Printf("stdin bytes=%d err=%v\n", n, err)
+	case "serve": // serve ADDR: answer every HTTP request with 200 "ok"
+		serve(arg(args, 0, "127.0.0.1:8080"))
+	case "tick": // tick INTERVAL [COUNT]: print a numbered line every INTERVAL
+		tick(arg(args, 0, "1s"), atoi(arg(args, 1, "0")))
+	case "crash-after": // crash-after DURATION CODE: log, wait, exit with CODE
+		fmt.Println("started; crashing in", arg(args, 0, "1s"))
+		sleep(arg(args, 0, "1s"))
+		fmt.Fprintln(os.Stderr, "ERROR simulated crash")
+		os.Exit(atoi(arg(args, 1, "1")))
+	default:
+		fatal("unknown mode %q", os.Args[1])
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func arg(args []string, i int, def string) string {
+	if i < len(args) {
+		return args[i]
+	}
+	return def
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		fatal("not a number: %q", s)
+	}
+	return n
+}
+
+func fatal(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "testchild: "+format+"\n", a...)
+	os.Exit(2)
+}
+
+func sleep(d string) {
+	if d == "" {
+		select {}
+	}
+	dur, err := time.ParseDuration(d)
+	if err != nil {
+		fatal("bad duration %q", d)
+	}
+	time.Sleep(dur)
+}
+
+func pgid() int {
+	g, _ := syscall.Getpgid(0)
+	return g
+}
+
+func trap(code int) {
+	ch := make(chan os.Signal, 16)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	fmt.Println("trapping signals")
+	for s := range ch {
+		fmt.Println("got", strings.ToUpper(unix(s)))
+		if s == syscall.SIGTERM || s == syscall.SIGINT || s == syscall.SIGQUIT {
+			fmt.Println("draining")
+			os.Exit(code)
+		}
+	}
+}
+
+func unix(s os.Signal) string {
+	switch s {
+	case syscall.SIGTERM:
+		return "sigterm"
+	case syscall.SIGINT:
+		return "sigint"
+	case syscall.SIGQUIT:
+		return "sigquit"
+	case syscall.SIGHUP:
+		return "sighup"
+	case syscall.SIGUSR1:
+		return "sigusr1"
+	case syscall.SIGUSR2:
+		return "sigusr2"
+	}
+	return s.String()
+}
+
+func lines(count, size int, f *os.File) {
+	w := bufio.NewWriterSize(f, 64<<10)
+	line := make([]byte, 0, size+1)
+	for i := 0; i < count; i++ {
+		line = strconv.AppendInt(line[:0], int64(i), 10)
+		line = append(line, ' ')
+		for len(line) < size {
+			line = append(line, byte('a'+len(line)%26))
+		}
+		line = append(line, '\n')
+		if _, err := w.Write(line); err != nil {
+			os.Exit(3)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		os.Exit(3)
+	}
+}
+
+func bigline(n int) {
+	w := bufio.NewWriterSize(os.Stdout, 64<<10)
+	for i := 0; i < n; i++ {
+		w.WriteByte(byte('a' + i%26))
+	}
+	w.WriteByte('\n')
+	if err := w.Flush(); err != nil {
+		os.Exit(3)
+	}
+}
+
+func orphans(count, code int) {
+	self, err := os.Executable()
+	if err != nil {
+		fatal("%v", err)
+	}
+	for i := 0; i < count; i++ {
+		// each orphan lives a few milliseconds, so most of them die after
+		// their parent, as orphans of PID 1 or of the subreaper.
+		c := exec.Command(self, "sleep", fmt.Sprintf("%dms", 20+i%50))
+		if err := c.Start(); err != nil {
+			fatal("start orphan %d: %v", i, err)
+		}
+	}
+	fmt.Printf("left %d orphans\n", count)
+	os.Exit(code)
+}
+
+func background(code int) {
+	self, err := os.Executable()
+	if err != nil {
+		fatal("%v", err)
+	}
+	c := exec.Command(self, "sleep", "60s")
+	c.Stdout = os.Stdout // the grandchild holds the pipe open after we exit
+	c.Stderr = os.Stderr
+	if err := c.Start(); err != nil {
+		fatal("start grandchild: %v", err)
+	}
+	fmt.Printf("grandchild pid=%d holds stdout\n", c.Process.Pid)
+	os.Exit(code)
+}
+
+func sigstate() {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		fatal("%v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "SigBlk:") || strings.HasPrefix(l, "SigIgn:") {
+			fmt.Println(strings.Join(strings.Fields(l), " "))
+		}
+	}
+}
+
+func serve(addr string) {
+	fmt.Println("serving on", addr)
+	err := http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Printf("request %s %s\n", r.Method, r.URL.Path)
+		w.Write([]byte("ok\n"))
+	}))
+	fatal("serve: %v", err)
+}
+
+func tick(interval string, count int) {
+	d, err := time.ParseDuration(interval)
+	if err != nil {
+		fatal("bad interval %q", interval)
+	}
+	for i := 1; count == 0 || i <= count; i++ {
+		fmt.Printf("tick %d level=info\n", i)
+		time.Sleep(d)
+	}
+}

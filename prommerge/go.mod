@@ -1,0 +1,3 @@
+module github.com/process-wrapper/process-wrapper/prommerge
+
+go 1.26.0

@@ -1,0 +1,3 @@
+module github.com/process-wrapper/process-wrapper/sharedlock
+
+go 1.26.0

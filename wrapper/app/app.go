@@ -1,0 +1,169 @@
+// Package app wires the wrapper together: command line, config, reaper,
+// supervisor and signals. cmd/process-wrapper only calls Main.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/process-wrapper/process-wrapper/internal/logline"
+	"github.com/process-wrapper/process-wrapper/internal/version"
+	"github.com/process-wrapper/process-wrapper/wrapper/cli"
+	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
+	"github.com/process-wrapper/process-wrapper/wrapper/relay"
+	"github.com/process-wrapper/process-wrapper/wrapper/state"
+	"github.com/process-wrapper/process-wrapper/wrapper/supervisor"
+)
+
+// ExitUsage is the exit code for a bad command line, environment or config:
+// nothing was started.
+const ExitUsage = 2
+
+// Main runs the wrapper with args (without the program name) and returns its
+// exit code.
+func Main(args []string, stdout io.Writer) int {
+	out := logline.NewOutput(stdout)
+	log := logline.NewLogger(out, "process-wrapper")
+	exitCalled := -1
+	opts, err := cli.Parse(args, func(code int) { exitCalled = code })
+	if exitCalled >= 0 { // --help was printed
+		return exitCalled
+	}
+	if err != nil {
+		log.Error("bad command line", "err", err)
+		return ExitUsage
+	}
+	if opts.Version {
+		fmt.Fprintln(stdout, version.String("process-wrapper"))
+		return 0
+	}
+	log.SetDebug(opts.Debug)
+	if opts.Wait {
+		log.Error("bad command line", "err", "-wait is not available in this build yet")
+		return ExitUsage
+	}
+	format, err := relay.ParseFormat(os.Getenv("LOG_FORMAT"))
+	if err != nil {
+		log.Error("bad environment", "err", err)
+		return ExitUsage
+	}
+	procs, err := loadConfig(opts, log)
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			log.Error("bad config", "err", line)
+		}
+		return ExitUsage
+	}
+	procs = skip(procs, opts.SkipCommands, log)
+	if len(procs) == 0 {
+		log.Warn("no process left to run after -skip-commands")
+		return 0
+	}
+	return run(opts, procs, format, out, log)
+}
+
+func loadConfig(opts *cli.Options, log *logline.Logger) ([]config.Process, error) {
+	if opts.Config != "" {
+		data, err := os.ReadFile(opts.Config)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if os.Getenv("CONFIG") != "" {
+			log.Info("both -config and CONFIG are set: using -config", "config", opts.Config)
+		}
+		return config.Parse(opts.Config, data)
+	}
+	if env := os.Getenv("CONFIG"); env != "" {
+		return config.Parse("CONFIG", []byte(env))
+	}
+	return nil, errors.New("no config: give -config FILE or the CONFIG environment variable (JSON)")
+}
+
+func skip(procs []config.Process, names []string, log *logline.Logger) []config.Process {
+	for _, n := range names {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		i := slices.IndexFunc(procs, func(p config.Process) bool { return p.Name == n })
+		if i < 0 {
+			log.Warn("-skip-commands names a process the config lacks", "process", n)
+			continue
+		}
+		log.Info("skipping process", "process", n)
+		procs = slices.Delete(procs, i, i+1)
+	}
+	return procs
+}
+
+func run(opts *cli.Options, procs []config.Process, format relay.Format, out *logline.Output, log *logline.Logger) int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// Go installs its own handler for every signal it is notified of, and a
+	// child starts with the default disposition of each signal that has a
+	// Go handler. SIGPIPE is taken so that a closed stdout is an error on
+	// write instead of the wrapper's death.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	pipes := make(chan os.Signal, 1)
+	signal.Notify(pipes, syscall.SIGPIPE, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGTSTP)
+	defer signal.Stop(sigs)
+	defer signal.Stop(pipes)
+
+	rp := reaper.New()
+	if _, err := reaper.BecomeSubreaper(); err != nil {
+		log.Warn("cannot become a child subreaper: orphans of the processes will not be reaped by the wrapper", "err", err)
+	}
+	reaperDone := make(chan struct{})
+	go func() { defer close(reaperDone); rp.Run(ctx) }()
+	defer func() { cancel(); <-reaperDone }()
+
+	names := make([]string, len(procs))
+	for i, p := range procs {
+		names[i] = p.Name
+	}
+	st := state.New(names)
+	sup := supervisor.New(supervisor.Options{
+		Processes: procs,
+		Reaper:    rp,
+		State:     st,
+		Log:       log,
+		Out:       out,
+		Format:    format,
+		Environ:   os.Environ(),
+		Deadline:  opts.GracefulShutdownDeadline,
+	})
+	log.Info("starting", "version", version.String("process-wrapper"), "pid", os.Getpid(), "processes", len(procs))
+
+	done := make(chan int, 1)
+	go func() { done <- sup.Run(ctx) }()
+	for {
+		select {
+		case code := <-done:
+			log.Info("exiting", "code", code, "orphans_reaped", rp.Orphans())
+			return code
+		case <-pipes:
+		case sig := <-sigs:
+			s := sig.(syscall.Signal)
+			switch s {
+			case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
+				if st.Stopping() {
+					log.Info("already shutting down", "signal", config.SignalName(s))
+					continue
+				}
+				sup.Stop(s)
+			default:
+				sup.Forward(s)
+			}
+		}
+	}
+}

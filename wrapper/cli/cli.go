@@ -1,0 +1,79 @@
+// Package cli holds the wrapper's command line: the kong model, and the
+// normalisation that keeps Go-flag style single-dash long flags (-config x,
+// -wait) working beside the double-dash form (--config x).
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+)
+
+// Options is the parsed command line.
+type Options struct {
+	Config                   string        `name:"config" help:"Config file (YAML or JSON list of processes). Without it, the CONFIG environment variable holds the config as JSON." type:"path" placeholder:"FILE"`
+	Debug                    bool          `name:"debug" help:"Log the wrapper's debug messages."`
+	EnvoyDrain               bool          `name:"envoy-drain" help:"Drain envoy (ENVOY_DRAIN_URL) when the node is preempted."`
+	GracefulShutdownDeadline time.Duration `name:"graceful-shutdown-deadline" default:"10s" help:"After SIGTERM, how long processes have to exit before SIGKILL. Keep it below the pod's terminationGracePeriodSeconds."`
+	PyroscopeURL             string        `name:"pyroscope-url" help:"Send continuous profiles of the wrapper to this Pyroscope server." placeholder:"URL"`
+	ReadinessFile            string        `name:"readiness-file" default:"/tmp/started" help:"File written once every process is started and ready." placeholder:"FILE"`
+	HTTPAddress              string        `name:"http-address" default:"0.0.0.0:8111" help:"Address of /liveness, /readiness, /metrics and /prommerge." placeholder:"HOST:PORT"`
+	SharedLock               bool          `name:"shared-lock" help:"Run the shared-lock server inside the wrapper (needs SHARED_LEASE_ETCD_ENDPOINTS)."`
+	SharedLockURL            string        `name:"shared-lock-url" default:"http://localhost:8191" help:"Shared-lock server that sharedLock processes take their lease from." placeholder:"URL"`
+	SkipCommands             []string      `name:"skip-commands" sep:"," help:"Names of processes of the config not to run (comma separated); an unknown name is a warning." placeholder:"NAME,..."`
+	Version                  bool          `name:"version" help:"Print the version and exit."`
+	Wait                     bool          `name:"wait" help:"Client mode: wait until the wrapper on this host is ready, then exit 0."`
+	WaitDeadline             time.Duration `name:"wait-deadline" default:"2m0s" help:"How long -wait (and /readiness?wait) waits."`
+}
+
+// longFlags are the flags that a single dash may introduce.
+var longFlags = map[string]bool{}
+
+func init() {
+	for _, f := range []string{"config", "debug", "envoy-drain", "graceful-shutdown-deadline", "pyroscope-url",
+		"readiness-file", "http-address", "shared-lock", "shared-lock-url", "skip-commands", "version",
+		"wait", "wait-deadline", "help"} {
+		longFlags[f] = true
+	}
+}
+
+// Normalize rewrites -name and -name=value into --name and --name=value for
+// the known long flags, up to a "--" terminator. Go's flag package accepted
+// both forms; kong would read -config as short flags.
+func Normalize(args []string) []string {
+	out := make([]string, len(args))
+	copy(out, args)
+	for i, a := range out {
+		if a == "--" {
+			break
+		}
+		if len(a) < 2 || a[0] != '-' || a[1] == '-' {
+			continue
+		}
+		name, _, _ := strings.Cut(a[1:], "=")
+		if longFlags[name] {
+			out[i] = "-" + a
+		}
+	}
+	return out
+}
+
+// Parse reads args (without the program name). It returns the kong context
+// error for bad flags, naming the flag.
+func Parse(args []string, exit func(int)) (*Options, error) {
+	var o Options
+	p, err := kong.New(&o,
+		kong.Name("process-wrapper"),
+		kong.Description("Runs several processes in one container: restarts them, probes them, relays their logs as logfmt, and tells kubelet the truth about each."),
+		kong.Exit(exit),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("command line model: %w", err)
+	}
+	if _, err := p.Parse(Normalize(args)); err != nil {
+		return nil, err
+	}
+	return &o, nil
+}

@@ -1,0 +1,348 @@
+// Package config holds the wrapper's process list: the model, its strict
+// loading from YAML or JSON (every error names the process, the field and
+// the line, before anything starts), env files and Kubernetes' $(VAR)
+// expansion.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"reflect"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"gopkg.in/yaml.v3"
+)
+
+// RestartPolicy says when a process that exited is started again.
+type RestartPolicy string
+
+// The restart policies, spelled as in a Kubernetes pod spec.
+const (
+	Always    RestartPolicy = "Always"
+	OnFailure RestartPolicy = "OnFailure"
+	Never     RestartPolicy = "Never"
+)
+
+// Process is one validated entry of the config.
+type Process struct {
+	Name string
+	// Argv is the program and its arguments; $(VAR) references are expanded
+	// against the process's environment at each start.
+	Argv []string
+	// Env is envs then the Kubernetes env list, in order; values may hold
+	// $(VAR) references to the variables before them.
+	Env []KV
+	// EnvFiles are read at each start; envs win over them.
+	EnvFiles      []string
+	WorkingDir    string
+	Credential    *syscall.Credential // nil: run as the wrapper's user
+	Home          string              // the user's home directory when user is set
+	Chroot        string
+	RestartPolicy RestartPolicy
+	StopSignal    syscall.Signal
+	LogLabels     []KV
+	Line          int // where the process is defined
+}
+
+// rawProcess is the config entry as written, Kubernetes aliases included.
+type rawProcess struct {
+	Name          string      `yaml:"name"`
+	Entrypoint    string      `yaml:"entrypoint"`
+	Command       []string    `yaml:"command"`
+	Args          []string    `yaml:"args"`
+	Envs          KVList      `yaml:"envs"`
+	Env           []rawEnvVar `yaml:"env"`
+	EnvFiles      []string    `yaml:"envFiles"`
+	WorkingDir    string      `yaml:"workingDir"`
+	User          string      `yaml:"user"`
+	Group         string      `yaml:"group"`
+	Chroot        string      `yaml:"chroot"`
+	RestartPolicy string      `yaml:"restartPolicy"`
+	StopSignal    string      `yaml:"stopSignal"`
+	LogLabels     KVList      `yaml:"logLabels"`
+}
+
+type rawEnvVar struct {
+	Name  string `yaml:"name"`
+	Value string `yaml:"value"`
+}
+
+// FieldError is one mistake in the config, with its position.
+type FieldError struct {
+	Source       string // file name, or "CONFIG"
+	Line, Column int
+	Process      string // name (or "#index") of the process it belongs to
+	Field        string // dotted path inside the process
+	Msg          string
+}
+
+func (e *FieldError) Error() string {
+	var b strings.Builder
+	if e.Source != "" {
+		b.WriteString(e.Source)
+		b.WriteString(":")
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "%d:%d:", e.Line, e.Column)
+	}
+	if b.Len() > 0 {
+		b.WriteString(" ")
+	}
+	if e.Process != "" {
+		fmt.Fprintf(&b, "process %s: ", e.Process)
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, "field %q: ", e.Field)
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Parse decodes and validates a config. source names it in errors (a file
+// name, or "CONFIG" for the environment variable). All errors found are
+// returned together, joined.
+func Parse(source string, data []byte) ([]Process, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	if root.Kind == 0 || len(root.Content) == 0 {
+		return nil, fmt.Errorf("%s: the config is empty: it must be a list of processes", source)
+	}
+	doc := root.Content[0]
+	if doc.Kind != yaml.SequenceNode {
+		return nil, &FieldError{Source: source, Line: doc.Line, Column: doc.Column,
+			Msg: fmt.Sprintf("the config must be a list of processes, got %s", kindName(doc))}
+	}
+	if len(doc.Content) == 0 {
+		return nil, fmt.Errorf("%s: the config has no processes", source)
+	}
+	var errs []error
+	procs := make([]Process, 0, len(doc.Content))
+	names := map[string]int{}
+	for i, item := range doc.Content {
+		id := fmt.Sprintf("#%d", i+1)
+		if name := nameOf(item); name != "" {
+			id = strconv.Quote(name)
+		}
+		d := &decoder{}
+		var raw rawProcess
+		d.decode(item, reflect.ValueOf(&raw).Elem(), "")
+		var p Process
+		if len(d.errs) == 0 {
+			p = validate(d, item, &raw)
+		}
+		if first, dup := names[raw.Name]; dup && raw.Name != "" {
+			d.fail(item, "name", "duplicate process name (first defined at line %d)", first)
+		} else if raw.Name != "" {
+			names[raw.Name] = item.Line
+		}
+		for _, e := range d.errs {
+			var fe *FieldError
+			if errors.As(e, &fe) {
+				fe.Source, fe.Process = source, id
+			}
+			errs = append(errs, e)
+		}
+		procs = append(procs, p)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return procs, nil
+}
+
+func nameOf(n *yaml.Node) string {
+	if n.Kind != yaml.MappingNode {
+		return ""
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "name" && n.Content[i+1].Kind == yaml.ScalarNode {
+			return n.Content[i+1].Value
+		}
+	}
+	return ""
+}
+
+// child returns the node of field name in mapping n, or n itself.
+func child(n *yaml.Node, name string) *yaml.Node {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == name {
+				return n.Content[i+1]
+			}
+		}
+	}
+	return n
+}
+
+func validate(d *decoder, n *yaml.Node, raw *rawProcess) Process {
+	p := Process{
+		Name:       raw.Name,
+		EnvFiles:   raw.EnvFiles,
+		WorkingDir: raw.WorkingDir,
+		Chroot:     raw.Chroot,
+		Line:       n.Line,
+	}
+	switch {
+	case raw.Name == "":
+		d.fail(n, "name", "required")
+	case strings.ContainsFunc(raw.Name, func(r rune) bool { return r <= ' ' || r == '"' || r == '=' || r == 0x7f }):
+		d.fail(child(n, "name"), "name", "must not hold spaces, quotes, '=' or control characters: %q", raw.Name)
+	}
+
+	switch {
+	case raw.Entrypoint != "" && raw.Command != nil:
+		d.fail(child(n, "command"), "command", "both entrypoint and command are set: use one (command is the Kubernetes spelling)")
+	case raw.Entrypoint != "":
+		p.Argv = append([]string{raw.Entrypoint}, raw.Args...)
+	case len(raw.Command) > 0 && raw.Command[0] != "":
+		p.Argv = append(append([]string(nil), raw.Command...), raw.Args...)
+	default:
+		d.fail(n, "entrypoint", "required: the program to run (or command, the Kubernetes spelling)")
+	}
+
+	if raw.Envs != nil && raw.Env != nil {
+		d.fail(child(n, "env"), "env", "both envs and env are set: use one (env is the Kubernetes spelling)")
+	}
+	for _, kv := range raw.Envs {
+		if err := checkEnvName(kv.Key); err != nil {
+			d.fail(child(child(n, "envs"), kv.Key), "envs."+kv.Key, "%v", err)
+		}
+		p.Env = append(p.Env, kv)
+	}
+	envNode := child(n, "env")
+	for i, e := range raw.Env {
+		item := envNode
+		if envNode.Kind == yaml.SequenceNode && i < len(envNode.Content) {
+			item = envNode.Content[i]
+		}
+		if err := checkEnvName(e.Name); err != nil {
+			d.fail(item, fmt.Sprintf("env[%d].name", i), "%v", err)
+		}
+		p.Env = append(p.Env, KV{Key: e.Name, Value: e.Value, Line: item.Line})
+	}
+	for i, f := range raw.EnvFiles {
+		if _, err := ReadEnvFile(f); err != nil {
+			d.fail(child(n, "envFiles"), fmt.Sprintf("envFiles[%d]", i), "%v", err)
+		}
+	}
+
+	switch RestartPolicy(raw.RestartPolicy) {
+	case "":
+		p.RestartPolicy = Always
+	case Always, OnFailure, Never:
+		p.RestartPolicy = RestartPolicy(raw.RestartPolicy)
+	default:
+		d.fail(child(n, "restartPolicy"), "restartPolicy", "must be Always, OnFailure or Never, got %q", raw.RestartPolicy)
+	}
+
+	p.StopSignal = syscall.SIGTERM
+	if raw.StopSignal != "" {
+		sig, err := ParseSignal(raw.StopSignal)
+		if err != nil {
+			d.fail(child(n, "stopSignal"), "stopSignal", "%v", err)
+		}
+		p.StopSignal = sig
+	}
+
+	if raw.User != "" || raw.Group != "" {
+		cred, home, err := credential(raw.User, raw.Group)
+		if err != nil {
+			field := "user"
+			if errors.Is(err, errGroup) {
+				field = "group"
+			}
+			d.fail(child(n, field), field, "%v", err)
+		}
+		p.Credential, p.Home = cred, home
+	}
+	for _, kv := range raw.LogLabels {
+		switch kv.Key {
+		case "ts", "level", "app", "stream", "msg", "partial":
+			d.fail(child(child(n, "logLabels"), kv.Key), "logLabels."+kv.Key, "%q is a key of the line itself and cannot be a label", kv.Key)
+		}
+		if strings.ContainsFunc(kv.Key, func(r rune) bool { return r <= ' ' || r == '"' || r == '=' || r == 0x7f }) {
+			d.fail(child(child(n, "logLabels"), kv.Key), "logLabels."+kv.Key, "a label name must not hold spaces, quotes, '=' or control characters")
+		}
+		p.LogLabels = append(p.LogLabels, kv)
+	}
+	return p
+}
+
+func checkEnvName(name string) error {
+	if name == "" {
+		return errors.New("an environment variable needs a name")
+	}
+	for i, r := range name {
+		ok := r == '_' || r == '.' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9')
+		if !ok {
+			return fmt.Errorf("%q is not a valid environment variable name (letters, digits, '_', '-', '.', not starting with a digit)", name)
+		}
+	}
+	return nil
+}
+
+var errGroup = errors.New("group")
+
+type groupError struct{ err error }
+
+func (e groupError) Error() string        { return e.err.Error() }
+func (e groupError) Is(target error) bool { return target == errGroup }
+
+// credential resolves user and group (numbers or names) to ids. A user given
+// by name or by a uid that /etc/passwd knows brings its primary group, its
+// supplementary groups and its home directory, as a container runtime does.
+func credential(usr, grp string) (*syscall.Credential, string, error) {
+	cred := &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), NoSetGroups: true}
+	home := ""
+	if usr != "" {
+		var u *user.User
+		if uid, err := strconv.ParseUint(usr, 10, 32); err == nil {
+			cred.Uid = uint32(uid)
+			cred.Gid = 0
+			u, _ = user.LookupId(usr) // a uid without a passwd entry is fine, as in Kubernetes
+		} else {
+			u, err = user.Lookup(usr)
+			if err != nil {
+				return nil, "", fmt.Errorf("unknown user %q: %w", usr, err)
+			}
+			uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+			cred.Uid = uint32(uid)
+		}
+		if u != nil {
+			gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+			cred.Gid = uint32(gid)
+			home = u.HomeDir
+			if ids, err := u.GroupIds(); err == nil {
+				cred.NoSetGroups = false
+				for _, id := range ids {
+					if g, err := strconv.ParseUint(id, 10, 32); err == nil {
+						cred.Groups = append(cred.Groups, uint32(g))
+					}
+				}
+			}
+		}
+		if cred.Groups == nil {
+			cred.NoSetGroups = false
+			cred.Groups = []uint32{} // drop the wrapper's supplementary groups
+		}
+	}
+	if grp != "" {
+		if gid, err := strconv.ParseUint(grp, 10, 32); err == nil {
+			cred.Gid = uint32(gid)
+		} else {
+			g, err := user.LookupGroup(grp)
+			if err != nil {
+				return nil, "", groupError{fmt.Errorf("unknown group %q: %w", grp, err)}
+			}
+			gid, _ := strconv.ParseUint(g.Gid, 10, 32)
+			cred.Gid = uint32(gid)
+		}
+	}
+	return cred, home, nil
+}

@@ -1,0 +1,155 @@
+// Package reaper owns every wait of the wrapper. As PID 1, or as a child
+// subreaper, the wrapper inherits orphans that must be reaped, and a
+// wait4(-1) loop would steal the exit status of the processes it supervises
+// if anybody else waited for them. So nobody else waits: every process the
+// wrapper starts (supervised processes, exec probes, hooks) is started
+// through Start, which registers its pid under the same lock that the reap
+// loop holds around wait4, and receives its exit from the reaper. Nothing in
+// the wrapper may call exec.Cmd.Wait or os.Process.Wait.
+package reaper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Exit is how a process ended.
+type Exit struct {
+	Pid    int
+	Status syscall.WaitStatus
+	Rusage syscall.Rusage
+}
+
+// Code is the exit code as a shell reports it: the code of a process that
+// exited, 128+N for one killed by signal N.
+func (e Exit) Code() int {
+	switch {
+	case e.Status.Exited():
+		return e.Status.ExitStatus()
+	case e.Status.Signaled():
+		return 128 + int(e.Status.Signal())
+	}
+	return 255
+}
+
+// String describes the exit for logs: "exit code 3" or "killed by signal terminated".
+func (e Exit) String() string {
+	if e.Status.Signaled() {
+		return fmt.Sprintf("killed by signal %d (%s)", int(e.Status.Signal()), e.Status.Signal())
+	}
+	return fmt.Sprintf("exit code %d", e.Code())
+}
+
+// Reaper reaps every child of the wrapper and hands each registered pid its
+// exit. There is one per wrapper.
+type Reaper struct {
+	mu      sync.Mutex
+	waiting map[int]chan Exit
+	orphans atomic.Uint64
+	sigs    chan os.Signal
+}
+
+// New returns a reaper; Run must be called for it to reap.
+func New() *Reaper {
+	r := &Reaper{waiting: make(map[int]chan Exit), sigs: make(chan os.Signal, 1)}
+	signal.Notify(r.sigs, syscall.SIGCHLD)
+	return r
+}
+
+// BecomeSubreaper makes the wrapper the reaper of its descendants' orphans
+// when it is not PID 1 (PR_SET_CHILD_SUBREAPER), so that it reaps them as
+// PID 1 would. It reports whether the wrapper reaps orphans.
+func BecomeSubreaper() (bool, error) {
+	if os.Getpid() == 1 {
+		return true, nil
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return false, fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
+	}
+	return true, nil
+}
+
+// Start starts cmd and registers its pid before any wait can see it. The
+// returned channel receives its exit once. cmd.Wait must never be called.
+func (r *Reaper) Start(cmd *exec.Cmd) (<-chan Exit, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	ch := make(chan Exit, 1)
+	r.waiting[cmd.Process.Pid] = ch
+	return ch, nil
+}
+
+// Signal sends sig to the registered, not yet reaped process pid; to its
+// whole process group when group is true. Holding the lock that the reap loop
+// holds around wait4 guarantees that the pid (and so the group id) has not
+// been reaped and reused.
+func (r *Reaper) Signal(pid int, sig syscall.Signal, group bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.waiting[pid]; !ok {
+		return os.ErrProcessDone
+	}
+	target := pid
+	if group {
+		target = -pid
+	}
+	if err := syscall.Kill(target, sig); err != nil {
+		return fmt.Errorf("kill(%d, %s): %w", target, sig, err)
+	}
+	return nil
+}
+
+// Orphans counts the processes reaped that nobody had registered.
+func (r *Reaper) Orphans() uint64 { return r.orphans.Load() }
+
+// Run reaps until ctx ends. Each SIGCHLD triggers a loop of
+// wait4(-1, WNOHANG) until no exited child is left.
+func (r *Reaper) Run(ctx context.Context) {
+	defer signal.Stop(r.sigs)
+	r.reapAll() // children that exited before Run started
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.sigs:
+			r.reapAll()
+		}
+	}
+}
+
+func (r *Reaper) reapAll() {
+	for {
+		var e Exit
+		r.mu.Lock()
+		pid, err := syscall.Wait4(-1, &e.Status, syscall.WNOHANG, &e.Rusage)
+		if errors.Is(err, syscall.EINTR) {
+			r.mu.Unlock()
+			continue
+		}
+		if err != nil || pid <= 0 {
+			r.mu.Unlock()
+			return
+		}
+		e.Pid = pid
+		ch, ok := r.waiting[pid]
+		delete(r.waiting, pid)
+		r.mu.Unlock()
+		if ok {
+			ch <- e // buffered: never blocks
+		} else {
+			r.orphans.Add(1)
+		}
+	}
+}

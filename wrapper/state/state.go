@@ -1,0 +1,112 @@
+// Package state is the single owner of every process's status. The
+// supervisor (and, later, probes, preemption and pod watching) write into it;
+// endpoints, metrics and events read snapshots or wait for the next change.
+package state
+
+import (
+	"sync"
+	"time"
+)
+
+// Phase is where a process is in its life.
+type Phase string
+
+// The phases of a process.
+const (
+	Pending   Phase = "pending"   // not started yet
+	Starting  Phase = "starting"  // being started
+	Running   Phase = "running"   // its main pid is alive
+	Backoff   Phase = "backoff"   // exited, waiting to be restarted
+	Stopping  Phase = "stopping"  // told to stop, not yet exited
+	Completed Phase = "completed" // exited 0 and will not restart: counts as live and ready
+	Failed    Phase = "failed"    // exited non-zero and will not restart: not live, not ready
+	Stopped   Phase = "stopped"   // ended by the wrapper's shutdown
+)
+
+// Process is the status of one process.
+type Process struct {
+	Name     string
+	Phase    Phase
+	Pid      int
+	Restarts int
+	ExitCode int       // of the last exit; -1 before any
+	Since    time.Time // when Phase was entered
+	Reason   string    // why the process is in Phase, for people
+}
+
+// Store holds the status of every process, in config order.
+type Store struct {
+	mu       sync.Mutex
+	procs    []Process
+	index    map[string]int
+	changed  chan struct{}
+	stopping bool
+}
+
+// New returns a store with every named process pending.
+func New(names []string) *Store {
+	s := &Store{index: make(map[string]int, len(names)), changed: make(chan struct{})}
+	now := time.Now()
+	for i, n := range names {
+		s.index[n] = i
+		s.procs = append(s.procs, Process{Name: n, Phase: Pending, ExitCode: -1, Since: now})
+	}
+	return s
+}
+
+// Update changes the status of process name with f and wakes every waiter.
+func (s *Store) Update(name string, f func(p *Process)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.index[name]
+	if !ok {
+		return
+	}
+	before := s.procs[i].Phase
+	f(&s.procs[i])
+	if s.procs[i].Phase != before {
+		s.procs[i].Since = time.Now()
+	}
+	s.notifyLocked()
+}
+
+// SetStopping records that the wrapper is shutting down.
+func (s *Store) SetStopping() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stopping {
+		s.stopping = true
+		s.notifyLocked()
+	}
+}
+
+// Stopping reports whether the wrapper is shutting down.
+func (s *Store) Stopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
+
+func (s *Store) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Snapshot returns a copy of every status, in config order, and a channel
+// that is closed at the next change after it.
+func (s *Store) Snapshot() ([]Process, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Process(nil), s.procs...), s.changed
+}
+
+// Get returns the status of one process.
+func (s *Store) Get(name string) (Process, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.index[name]
+	if !ok {
+		return Process{}, false
+	}
+	return s.procs[i], true
+}

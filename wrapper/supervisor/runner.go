@@ -1,0 +1,310 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/process-wrapper/process-wrapper/internal/logline"
+	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
+	"github.com/process-wrapper/process-wrapper/wrapper/relay"
+	"github.com/process-wrapper/process-wrapper/wrapper/state"
+)
+
+// runner owns the life of one process: only its goroutine starts, restarts
+// and waits for it.
+type runner struct {
+	sup    *Supervisor
+	p      *config.Process
+	stdout *relay.Source
+	stderr *relay.Source
+
+	relays sync.WaitGroup // relay goroutines of every start, owned here
+
+	mu    sync.Mutex
+	pid   int        // main pid while running, 0 otherwise
+	pipes []*os.File // read ends still being relayed
+}
+
+func newRunner(s *Supervisor, p *config.Process) *runner {
+	labels := make([]logline.Label, len(p.LogLabels))
+	for i, kv := range p.LogLabels {
+		labels[i] = logline.Label{Key: kv.Key, Value: kv.Value}
+	}
+	src := func(stream string, lvl logline.Level) *relay.Source {
+		return &relay.Source{Format: s.opt.Format, Line: logline.NewLineFormat(p.Name, stream, labels), Level: lvl, Out: s.opt.Out}
+	}
+	// stderr lines are level=error unless the line says otherwise (auto), as
+	// GKE's logging agent reads unstructured stderr.
+	return &runner{sup: s, p: p, stdout: src("stdout", logline.Info), stderr: src("stderr", logline.Error)}
+}
+
+func (r *runner) log() *logline.Logger { return r.sup.opt.Log }
+
+func (r *runner) setState(f func(p *state.Process)) { r.sup.opt.State.Update(r.p.Name, f) }
+
+// run is the process's state machine. It returns when the process has
+// ended for good: completed, failed, or stopped by the shutdown.
+func (r *runner) run() {
+	s := r.sup
+	delay := s.opt.Backoff.Initial
+	restarts := 0
+	for {
+		select {
+		case <-s.stopping:
+			r.setState(func(p *state.Process) { p.Phase, p.Reason = state.Stopped, "wrapper shut down before start" })
+			return
+		default:
+		}
+		r.setState(func(p *state.Process) { p.Phase, p.Restarts = state.Starting, restarts })
+		started := time.Now()
+		code, stopped := r.once()
+		ran := time.Since(started)
+		if stopped {
+			s.record(code)
+			r.setState(func(p *state.Process) { p.Phase, p.Pid, p.ExitCode, p.Reason = state.Stopped, 0, code, "stopped at shutdown" })
+			return
+		}
+		restart := false
+		switch r.p.RestartPolicy {
+		case config.Always:
+			restart = true
+		case config.OnFailure:
+			restart = code != 0
+		}
+		if !restart {
+			s.record(code)
+			phase, why := state.Completed, "exited 0"
+			if code != 0 {
+				phase, why = state.Failed, fmt.Sprintf("exited %d under restartPolicy %s", code, r.p.RestartPolicy)
+				r.log().Error("process failed", "process", r.p.Name, "code", code, "restartPolicy", string(r.p.RestartPolicy))
+			} else {
+				r.log().Info("process completed", "process", r.p.Name)
+			}
+			r.setState(func(p *state.Process) { p.Phase, p.Pid, p.ExitCode, p.Reason = phase, 0, code, why })
+			return
+		}
+		if ran >= s.opt.Backoff.ResetAfter {
+			delay = s.opt.Backoff.Initial
+		}
+		r.log().Info("restarting process", "process", r.p.Name, "in", delay.String(), "code", code, "restarts", restarts+1)
+		r.setState(func(p *state.Process) {
+			p.Phase, p.Pid, p.ExitCode = state.Backoff, 0, code
+			p.Reason = fmt.Sprintf("exited %d, restarting in %s", code, delay)
+		})
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-s.stopping:
+			t.Stop()
+			// its last run is how it ended
+			s.record(code)
+			r.setState(func(p *state.Process) { p.Phase, p.Reason = state.Stopped, "stopped at shutdown during backoff" })
+			return
+		}
+		restarts++
+		delay = min(2*delay, s.opt.Backoff.Max)
+	}
+}
+
+// once starts the process and waits for its exit. It returns the exit code
+// and whether the exit came after the shutdown began.
+func (r *runner) once() (code int, stopped bool) {
+	s := r.sup
+	exitCh, pid, err := r.start()
+	if err != nil {
+		code := startErrorCode(err)
+		r.log().Error("start failed", "process", r.p.Name, "code", code, "err", err)
+		r.setState(func(p *state.Process) { p.Reason = err.Error() })
+		return code, false
+	}
+	r.log().Info("process started", "process", r.p.Name, "pid", pid)
+	r.setState(func(p *state.Process) { p.Phase, p.Pid, p.Reason = state.Running, pid, "" })
+
+	var e reaper.Exit
+	select {
+	case e = <-exitCh:
+	case <-s.stopping:
+		stopped = true
+		r.setState(func(p *state.Process) { p.Phase = state.Stopping })
+		r.log().Info("sending stop signal", "process", r.p.Name, "pid", pid, "signal", config.SignalName(r.p.StopSignal))
+		if err := s.opt.Reaper.Signal(pid, r.p.StopSignal, false); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			r.log().Warn("stop signal failed", "process", r.p.Name, "err", err)
+		}
+		select {
+		case e = <-exitCh:
+		case <-s.kill:
+			r.log().Warn("graceful shutdown deadline reached: killing process group", "process", r.p.Name, "pgid", pid)
+			if err := s.opt.Reaper.Signal(pid, syscall.SIGKILL, true); err != nil && !errors.Is(err, os.ErrProcessDone) {
+				r.log().Warn("kill failed", "process", r.p.Name, "err", err)
+			}
+			e = <-exitCh
+		}
+	}
+	r.mu.Lock()
+	r.pid = 0
+	r.mu.Unlock()
+	level := r.log().Info
+	if e.Code() != 0 && !stopped {
+		level = r.log().Warn
+	}
+	level("process exited", "process", r.p.Name, "pid", pid, "code", e.Code(), "exit", e.String())
+	return e.Code(), stopped
+}
+
+// start starts one run of the process with fresh pipes. The write ends go to
+// the child and are closed here; the read ends are relayed until their end.
+func (r *runner) start() (<-chan reaper.Exit, int, error) {
+	env, argv, err := r.p.Environ(r.sup.opt.Environ)
+	if err != nil {
+		return nil, 0, err
+	}
+	path, err := lookPath(argv[0], lookupEnv(env, "PATH"), r.p.Chroot)
+	if err != nil {
+		return nil, 0, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, 0, fmt.Errorf("stdout pipe: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, 0, fmt.Errorf("stderr pipe: %w", err)
+	}
+	cmd := &exec.Cmd{
+		Path:   path,
+		Args:   argv,
+		Env:    env,
+		Dir:    r.p.WorkingDir,
+		Stdout: outW,
+		Stderr: errW,
+		SysProcAttr: &syscall.SysProcAttr{
+			Setpgid:    true, // its own group: SIGKILL at the deadline reaches its whole tree
+			Credential: r.p.Credential,
+			Chroot:     r.p.Chroot,
+		},
+	}
+	exitCh, err := r.sup.opt.Reaper.Start(cmd)
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return nil, 0, err
+	}
+	pid := cmd.Process.Pid
+	r.mu.Lock()
+	r.pid = pid
+	r.pipes = append(r.pipes, outR, errR)
+	r.mu.Unlock()
+	r.relay(r.stdout, outR)
+	r.relay(r.stderr, errR)
+	return exitCh, pid, nil
+}
+
+func (r *runner) relay(src *relay.Source, f *os.File) {
+	r.relays.Add(1)
+	go func() {
+		defer r.relays.Done()
+		if _, err := src.Run(f); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			r.log().Warn("log relay ended with an error", "process", r.p.Name, "err", err)
+		}
+		f.Close()
+		r.mu.Lock()
+		for i, p := range r.pipes {
+			if p == f {
+				r.pipes = append(r.pipes[:i], r.pipes[i+1:]...)
+				break
+			}
+		}
+		r.mu.Unlock()
+	}()
+}
+
+// expirePipes bounds the reading of the pipes still open.
+func (r *runner) expirePipes(at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.pipes {
+		_ = f.SetReadDeadline(at)
+	}
+}
+
+func (r *runner) signal(sig syscall.Signal) {
+	r.mu.Lock()
+	pid := r.pid
+	r.mu.Unlock()
+	if pid == 0 {
+		return
+	}
+	if err := r.sup.opt.Reaper.Signal(pid, sig, false); err == nil {
+		r.log().Info("forwarded signal", "process", r.p.Name, "pid", pid, "signal", config.SignalName(sig))
+	}
+}
+
+// startErrorCode maps a failed start to a shell's codes: 127 for a program
+// not found, 126 for one that cannot be executed, 128 otherwise (kubelet's
+// code for a container that could not start).
+func startErrorCode(err error) int {
+	switch {
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+		return 127
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.ENOEXEC):
+		return 126
+	}
+	return 128
+}
+
+func lookupEnv(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// lookPath finds the program as a shell does, in the child's PATH (not the
+// wrapper's), inside chroot when one is set.
+func lookPath(file, pathEnv, chroot string) (string, error) {
+	if strings.Contains(file, "/") {
+		if err := executable(filepath.Join(chroot, file)); err != nil {
+			return "", fmt.Errorf("exec %q: %w", file, err)
+		}
+		return file, nil
+	}
+	if pathEnv == "" {
+		pathEnv = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	}
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, file)
+		if err := executable(filepath.Join(chroot, p)); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("exec %q: %w in PATH %s", file, exec.ErrNotFound, pathEnv)
+}
+
+func executable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return fs.ErrPermission
+	}
+	return nil
+}

@@ -1,0 +1,153 @@
+// Package supervisor starts, watches, restarts and stops the wrapper's
+// processes. One runner goroutine owns each process's life (start, running,
+// backoff, stopping, exited); the Supervisor owns the runners, the shutdown
+// deadline and the exit code.
+package supervisor
+
+import (
+	"context"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/process-wrapper/process-wrapper/internal/logline"
+	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
+	"github.com/process-wrapper/process-wrapper/wrapper/relay"
+	"github.com/process-wrapper/process-wrapper/wrapper/state"
+)
+
+// Backoff is how restarts are spaced: like kubelet's CrashLoopBackOff, but
+// sized for restarts inside one container.
+type Backoff struct {
+	Initial    time.Duration // before the first restart
+	Max        time.Duration // the cap of the doubling
+	ResetAfter time.Duration // a run this long resets the delay to Initial
+}
+
+// DefaultBackoff: 1s, 2s, 4s, ... up to 30s; reset after 60s of running.
+var DefaultBackoff = Backoff{Initial: time.Second, Max: 30 * time.Second, ResetAfter: time.Minute}
+
+// DefaultDrain bounds how long the output of processes that have exited is
+// still read at the wrapper's exit, for pipes that a grandchild holds open.
+const DefaultDrain = 100 * time.Millisecond
+
+// Options configures a Supervisor.
+type Options struct {
+	Processes []config.Process
+	Reaper    *reaper.Reaper
+	State     *state.Store
+	Log       *logline.Logger
+	Out       *logline.Output
+	Format    relay.Format
+	Environ   []string      // the wrapper's environment, as from os.Environ
+	Deadline  time.Duration // -graceful-shutdown-deadline
+	Backoff   Backoff       // zero: DefaultBackoff
+	Drain     time.Duration // zero: DefaultDrain
+}
+
+// Supervisor runs every process until each has ended for good, or until
+// Stop and the deadline.
+type Supervisor struct {
+	opt     Options
+	runners []*runner
+
+	stopOnce sync.Once
+	stopping chan struct{} // closed by Stop
+	killOnce sync.Once
+	kill     chan struct{} // closed at the deadline
+
+	mu       sync.Mutex
+	exitCode int
+	decided  bool
+}
+
+// New returns a supervisor for opt.Processes.
+func New(opt Options) *Supervisor {
+	if opt.Backoff == (Backoff{}) {
+		opt.Backoff = DefaultBackoff
+	}
+	if opt.Drain == 0 {
+		opt.Drain = DefaultDrain
+	}
+	s := &Supervisor{opt: opt, stopping: make(chan struct{}), kill: make(chan struct{})}
+	for i := range opt.Processes {
+		s.runners = append(s.runners, newRunner(s, &opt.Processes[i]))
+	}
+	return s
+}
+
+// Run starts every process and returns when none is left running or
+// restarting, with the wrapper's exit code: 0 when every process ended with
+// 0, otherwise the code of the first process that did not (128+N for a
+// process killed by signal N). ctx ending is the same as Stop.
+func (s *Supervisor) Run(ctx context.Context) int {
+	stopWatch := context.AfterFunc(ctx, func() { s.Stop(syscall.SIGTERM) })
+	defer stopWatch()
+	var wg sync.WaitGroup
+	for _, r := range s.runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.run()
+		}()
+	}
+	wg.Wait()
+	s.drain()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exitCode
+}
+
+// drain waits for the relays of every process to reach the end of their
+// pipes, at most opt.Drain once the processes have exited: a grandchild may
+// hold a pipe open for ever.
+func (s *Supervisor) drain() {
+	done := make(chan struct{})
+	go func() {
+		for _, r := range s.runners {
+			r.relays.Wait()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-time.After(s.opt.Drain):
+	}
+	// What the pipes already hold is still read; a pipe that stays empty
+	// ends the relay at the deadline.
+	for _, r := range s.runners {
+		r.expirePipes(time.Now().Add(s.opt.Drain))
+	}
+	<-done
+}
+
+// record keeps the final exit of a process for the wrapper's exit code.
+func (s *Supervisor) record(code int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.decided && code != 0 {
+		s.exitCode, s.decided = code, true
+	}
+}
+
+// Stop begins the shutdown once: every running process gets its stop signal
+// at its main pid, no process is restarted, and at the deadline whatever is
+// left gets SIGKILL to its whole process group.
+func (s *Supervisor) Stop(cause syscall.Signal) {
+	s.stopOnce.Do(func() {
+		s.opt.State.SetStopping()
+		s.opt.Log.Info("shutting down", "signal", config.SignalName(cause), "deadline", s.opt.Deadline.String())
+		close(s.stopping)
+		time.AfterFunc(s.opt.Deadline, func() { s.killOnce.Do(func() { close(s.kill) }) })
+	})
+}
+
+// Forward sends sig to the main pid of every running process.
+func (s *Supervisor) Forward(sig syscall.Signal) {
+	for _, r := range s.runners {
+		r.signal(sig)
+	}
+}
+

@@ -70,7 +70,9 @@ func (r *runner) run() {
 		ran := time.Since(started)
 		if stopped {
 			s.record(code)
-			r.setState(func(p *state.Process) { p.Phase, p.Pid, p.ExitCode, p.Reason = state.Stopped, 0, code, "stopped at shutdown" })
+			r.setState(func(p *state.Process) {
+				p.Phase, p.Pid, p.ExitCode, p.Reason = state.Stopped, 0, code, "stopped at shutdown"
+			})
 			return
 		}
 		restart := false

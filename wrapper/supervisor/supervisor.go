@@ -150,4 +150,3 @@ func (s *Supervisor) Forward(sig syscall.Signal) {
 		r.signal(sig)
 	}
 }
-

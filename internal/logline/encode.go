@@ -105,15 +105,17 @@ const (
 // '"' and '\\' (bytes 0x20..0x7e without 0x22 and 0x5c), the common case.
 func plain(w uint64) bool {
 	ctl := (w - 0x20*ones) &^ w // high bit set where byte < 0x20 (or >= 0x80, caught below)
+	del := w ^ (0x7f * ones)
+	del = (del - ones) &^ del // high bit where byte == DEL
 	q := w ^ ('"' * ones)
 	q = (q - ones) &^ q // high bit where byte == '"'
 	b := w ^ ('\\' * ones)
 	b = (b - ones) &^ b // high bit where byte == '\\'
-	return (ctl|q|b|w)&highs == 0
+	return (ctl|del|q|b|w)&highs == 0
 }
 
 var safeByte = func() (t [256]bool) {
-	for c := 0x20; c < 0x80; c++ {
+	for c := 0x20; c < 0x7f; c++ {
 		t[c] = c != '"' && c != '\\'
 	}
 	return
@@ -122,49 +124,53 @@ var safeByte = func() (t [256]bool) {
 const hexDigits = "0123456789abcdef"
 
 // AppendQuotedBody appends s escaped for the inside of a logfmt quoted value,
-// with go-logfmt's rules: \" \\ \n \r \t, \u00XX for other control bytes, and
+// with go-logfmt's rules: \" \\ \n \r \t, \u00XX for other control bytes and DEL, and
 // \ufffd for every byte that is not part of valid UTF-8. A run of 8 plain
 // bytes is checked with one word operation.
 func AppendQuotedBody(dst, s []byte) []byte {
 	start := 0
 	i := 0
 	for i < len(s) {
-		if i+8 <= len(s) && plain(binary.LittleEndian.Uint64(s[i:])) {
-			i += 8
-			continue
-		}
-		c := s[i]
-		if safeByte[c] {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		end := len(s)
+		if i+8 <= len(s) {
+			if plain(binary.LittleEndian.Uint64(s[i:])) {
+				i += 8
+				continue
 			}
-			i++
-			start = i
-			continue
+			end = i + 8 // look at these 8 bytes one by one, then try words again
 		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
+		for i < end {
+			c := s[i]
+			if safeByte[c] {
+				i++
+				continue
+			}
+			if c < utf8.RuneSelf {
+				dst = append(dst, s[start:i]...)
+				switch c {
+				case '"', '\\':
+					dst = append(dst, '\\', c)
+				case '\n':
+					dst = append(dst, '\\', 'n')
+				case '\r':
+					dst = append(dst, '\\', 'r')
+				case '\t':
+					dst = append(dst, '\\', 't')
+				default:
+					dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+				}
+				i++
+				start = i
+				continue
+			}
+			r, size := utf8.DecodeRune(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				dst = append(dst, s[start:i]...)
+				dst = append(dst, `\ufffd`...)
+				start = i + 1
+			}
+			i += size
 		}
-		i += size
 	}
 	return append(dst, s[start:]...)
 }

@@ -46,6 +46,9 @@ func Main(args []string, stdout io.Writer) int {
 		return 0
 	}
 	log.SetDebug(opts.Debug)
+	if err := ensureEmptySigmask(); err != nil {
+		log.Warn("children may inherit a blocked signal mask", "err", err)
+	}
 	if opts.Wait {
 		log.Error("bad command line", "err", "-wait is not available in this build yet")
 		return ExitUsage

@@ -13,7 +13,7 @@ import (
 
 // Options is the parsed command line.
 type Options struct {
-	Config                   string        `name:"config" help:"Config file (YAML or JSON list of processes). Without it, the CONFIG environment variable holds the config as JSON." type:"path" placeholder:"FILE"`
+	Config                   string        `name:"config" help:"Config file (YAML or JSON list of processes). Without it, the CONFIG environment variable holds the config as JSON." placeholder:"FILE"`
 	Debug                    bool          `name:"debug" help:"Log the wrapper's debug messages."`
 	EnvoyDrain               bool          `name:"envoy-drain" help:"Drain envoy (ENVOY_DRAIN_URL) when the node is preempted."`
 	GracefulShutdownDeadline time.Duration `name:"graceful-shutdown-deadline" default:"10s" help:"After SIGTERM, how long processes have to exit before SIGKILL. Keep it below the pod's terminationGracePeriodSeconds."`
@@ -28,33 +28,32 @@ type Options struct {
 	WaitDeadline             time.Duration `name:"wait-deadline" default:"2m0s" help:"How long -wait (and /readiness?wait) waits."`
 }
 
-// longFlags are the flags that a single dash may introduce.
-var longFlags = map[string]bool{}
+// boolFlags take no value; every other long flag takes one.
+var boolFlags = map[string]bool{"debug": true, "envoy-drain": true, "shared-lock": true, "version": true, "wait": true, "help": true, "h": true}
 
-func init() {
-	for _, f := range []string{"config", "debug", "envoy-drain", "graceful-shutdown-deadline", "pyroscope-url",
-		"readiness-file", "http-address", "shared-lock", "shared-lock-url", "skip-commands", "version",
-		"wait", "wait-deadline", "help"} {
-		longFlags[f] = true
-	}
-}
-
-// Normalize rewrites -name and -name=value into --name and --name=value for
-// the known long flags, up to a "--" terminator. Go's flag package accepted
-// both forms; kong would read -config as short flags.
+// Normalize rewrites -name and -name=value into --name and --name=value, up
+// to a "--" terminator, as Go's flag package accepted both forms and kong
+// would read -config as short flags. The wrapper has no positional
+// arguments, so every single-dash word of more than one letter is a long
+// flag; the word after a flag that takes a value is that value, left as it
+// is (it may start with a dash).
 func Normalize(args []string) []string {
 	out := make([]string, len(args))
 	copy(out, args)
-	for i, a := range out {
+	for i := 0; i < len(out); i++ {
+		a := out[i]
 		if a == "--" {
 			break
 		}
-		if len(a) < 2 || a[0] != '-' || a[1] == '-' {
+		if len(a) < 2 || a[0] != '-' {
 			continue
 		}
-		name, _, _ := strings.Cut(a[1:], "=")
-		if longFlags[name] {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if a[1] != '-' && len(name) > 1 {
 			out[i] = "-" + a
+		}
+		if !hasValue && !boolFlags[name] {
+			i++ // skip the value
 		}
 	}
 	return out

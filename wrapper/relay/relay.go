@@ -99,7 +99,14 @@ func (s *Source) Run(r io.Reader) (lines int, err error) {
 			if i < 0 {
 				break
 			}
-			out = s.appendLine(out, ts, buf[start:start+i], false)
+			line := buf[start : start+i]
+			for len(line) > limit {
+				cut := runeCut(line, limit)
+				out = s.appendLine(out, ts, line[:cut], true)
+				count++
+				line = line[cut:]
+			}
+			out = s.appendLine(out, ts, line, false)
 			count++
 			start += i + 1
 		}

@@ -1,0 +1,166 @@
+package logline
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-logfmt/logfmt"
+)
+
+// decode parses one logfmt line with go-logfmt into ordered pairs.
+func decode(t testing.TB, line []byte) [][2]string {
+	t.Helper()
+	d := logfmt.NewDecoder(bytes.NewReader(line))
+	var kvs [][2]string
+	for d.ScanRecord() {
+		for d.ScanKeyval() {
+			kvs = append(kvs, [2]string{string(d.Key()), string(d.Value())})
+		}
+	}
+	if err := d.Err(); err != nil {
+		t.Fatalf("go-logfmt cannot decode %q: %v", line, err)
+	}
+	return kvs
+}
+
+// normalize is what a message must decode back to: the original bytes with
+// each byte of invalid UTF-8 replaced by U+FFFD.
+func normalize(b []byte) string {
+	var sb strings.Builder
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r == utf8.RuneError && size == 1 {
+			sb.WriteRune(utf8.RuneError)
+		} else {
+			sb.Write(b[:size])
+		}
+		b = b[size:]
+	}
+	return sb.String()
+}
+
+var corpus = []string{
+	"", "plain text", `quote " inside`, `back\slash`, "tab\there", "cr\rhere", "nul\x00byte", "bell\x07",
+	"del\x7f", "key=value pairs=here", "invalid \xff\xfe utf8", "truncated \xe2\x82", "emoji 😀 ok",
+	"é à ü", "\\\"\\\"", "ends with backslash \\", "trailing space ", "  leading", "{\"json\":true}",
+	"ESC\x1b[31mred\x1b[0m", strings.Repeat("x", 300), "\ufffd literal replacement", "\xc0\xaf overlong",
+}
+
+func TestLineRoundTrip(t *testing.T) {
+	f := NewLineFormat("web app", "stdout", []Label{{"team", "core"}, {"tier", "a b"}, {"bad key", "x=y"}})
+	var c Clock
+	ts := c.Format(time.Date(2026, 11, 25, 10, 4, 5, 678_900_000, time.FixedZone("X", 3600)))
+	if string(ts) != "2026-11-25T09:04:05.678Z" {
+		t.Fatalf("timestamp %q", ts)
+	}
+	for _, msg := range corpus {
+		line := f.AppendLine(nil, ts, Warn, []byte(msg), false)
+		if line[len(line)-1] != '\n' || bytes.Count(line, []byte("\n")) != 1 {
+			t.Fatalf("not one line: %q", line)
+		}
+		kvs := decode(t, line)
+		want := [][2]string{{"ts", "2026-11-25T09:04:05.678Z"}, {"level", "warn"}, {"app", "web app"}, {"stream", "stdout"},
+			{"msg", normalize([]byte(msg))}, {"team", "core"}, {"tier", "a b"}, {"bad_key", "x=y"}}
+		if len(kvs) != len(want) {
+			t.Fatalf("%q decoded to %q", line, kvs)
+		}
+		for i := range want {
+			if kvs[i] != want[i] {
+				t.Errorf("message %q: pair %d = %q, want %q (line %q)", msg, i, kvs[i], want[i], line)
+			}
+		}
+	}
+	partial := f.AppendLine(nil, ts, Info, []byte("piece"), true)
+	kvs := decode(t, partial)
+	if last := kvs[len(kvs)-1]; last != [2]string{"partial", "true"} {
+		t.Errorf("partial line ends with %q", last)
+	}
+}
+
+// The hand-written fast quoting means what go-logfmt's own encoder means.
+func TestQuoteMatchesGoLogfmt(t *testing.T) {
+	for _, msg := range corpus {
+		ours := []byte(`k="` + string(AppendQuotedBody(nil, []byte(msg))) + `"`)
+		theirs, err := logfmt.MarshalKeyvals("k", msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, b := decode(t, ours), decode(t, theirs); len(a) != 1 || len(b) != 1 || a[0] != b[0] {
+			t.Errorf("%q: ours %s decodes to %q, go-logfmt %s to %q", msg, ours, a, theirs, b)
+		}
+	}
+}
+
+func TestLoggerLine(t *testing.T) {
+	var buf bytes.Buffer
+	l := NewLogger(NewOutput(&buf), "process-wrapper")
+	l.now = func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC) }
+	l.Info("process exited", "process", "web", "code", 3, "err", errString("boom \"x\""), "odd")
+	l.Debug("hidden")
+	l.SetDebug(true)
+	l.Debug("shown", "m", map[string]int{"a": 1})
+	want := `ts=2026-01-02T03:04:05.006Z level=info app=process-wrapper msg="process exited" process=web code=3 err="boom \"x\"" odd=(missing)` + "\n" +
+		`ts=2026-01-02T03:04:05.006Z level=debug app=process-wrapper msg="shown" m=map[a:1]` + "\n"
+	if buf.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", buf.String(), want)
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+func FuzzLine(f *testing.F) {
+	for _, s := range corpus {
+		f.Add([]byte(s))
+	}
+	lf := NewLineFormat("app", "stderr", []Label{{"k", "v"}})
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		line := lf.AppendLine(nil, []byte("2026-01-01T00:00:00.000Z"), Error, msg, false)
+		if bytes.IndexByte(line, '\n') != len(line)-1 {
+			t.Fatalf("line break inside %q", line)
+		}
+		if !utf8.Valid(line) {
+			t.Fatalf("invalid UTF-8 out: %q", line)
+		}
+		kvs := decode(t, line)
+		if len(kvs) != 6 || kvs[4][0] != "msg" || kvs[4][1] != normalize(msg) {
+			t.Fatalf("%q decoded to %q", msg, kvs)
+		}
+	})
+}
+
+func BenchmarkAppendLine(b *testing.B) {
+	lf := NewLineFormat("web", "stdout", []Label{{"team", "core"}})
+	msg := []byte(strings.Repeat("0123456789 abcdefghi ", 5))[:100]
+	ts := []byte("2026-01-01T00:00:00.000Z")
+	buf := make([]byte, 0, 4096)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = lf.AppendLine(buf[:0], ts, Info, msg, false)
+	}
+}
+
+func BenchmarkAppendLineEscaped(b *testing.B) {
+	lf := NewLineFormat("web", "stdout", nil)
+	msg := []byte(strings.Repeat(`{"k":"v\u00e9"} `, 7))[:100]
+	ts := []byte("2026-01-01T00:00:00.000Z")
+	buf := make([]byte, 0, 4096)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = lf.AppendLine(buf[:0], ts, Info, msg, false)
+	}
+}
+
+func BenchmarkClock(b *testing.B) {
+	var c Clock
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = c.Format(time.Now())
+	}
+}

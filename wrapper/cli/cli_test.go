@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBothDashForms(t *testing.T) {
+	for _, args := range [][]string{
+		{"-config", "f.yaml", "-debug", "-graceful-shutdown-deadline", "3s", "-skip-commands", "a,b", "-wait-deadline=5s", "-http-address=127.0.0.1:9"},
+		{"--config", "f.yaml", "--debug", "--graceful-shutdown-deadline", "3s", "--skip-commands", "a,b", "--wait-deadline=5s", "--http-address=127.0.0.1:9"},
+		{"-config=f.yaml", "--debug=true", "-graceful-shutdown-deadline=3s", "--skip-commands=a,b", "-wait-deadline", "5s", "-http-address", "127.0.0.1:9"},
+	} {
+		o, err := Parse(args, func(int) {})
+		if err != nil {
+			t.Fatalf("%q: %v", args, err)
+		}
+		if o.Config != "f.yaml" || !o.Debug || o.GracefulShutdownDeadline != 3*time.Second ||
+			!reflect.DeepEqual(o.SkipCommands, []string{"a", "b"}) || o.WaitDeadline != 5*time.Second || o.HTTPAddress != "127.0.0.1:9" {
+			t.Errorf("%q parsed to %+v", args, o)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	o, err := Parse(nil, func(int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Options{GracefulShutdownDeadline: 10 * time.Second, ReadinessFile: "/tmp/started", HTTPAddress: "0.0.0.0:8111",
+		SharedLockURL: "http://localhost:8191", WaitDeadline: 2 * time.Minute}
+	if !reflect.DeepEqual(*o, want) {
+		t.Errorf("defaults %+v", *o)
+	}
+}
+
+func TestSingleDashBooleans(t *testing.T) {
+	o, err := Parse([]string{"-wait", "-version", "-shared-lock", "-envoy-drain", "-debug=false"}, func(int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.Wait || !o.Version || !o.SharedLock || !o.EnvoyDrain || o.Debug {
+		t.Errorf("%+v", o)
+	}
+}
+
+func TestBadFlagsAreNamed(t *testing.T) {
+	for args, want := range map[string]string{
+		"-graceful-shutdown-deadline ten": "--graceful-shutdown-deadline",
+		"-no-such-flag":                   "--no-such-flag",
+		"--config":                        "--config",
+	} {
+		_, err := Parse(strings.Fields(args), func(int) {})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v does not name %s", args, err, want)
+		}
+	}
+}
+
+func TestNormalizeStopsAtTerminator(t *testing.T) {
+	got := Normalize([]string{"-config", "x", "--", "-debug", "-x"})
+	want := []string{"--config", "x", "--", "-debug", "-x"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q", got)
+	}
+	if got := Normalize([]string{"-h", "-graceful-shutdown-deadline", "-1s", "-debug", "-"}); !reflect.DeepEqual(got, []string{"-h", "--graceful-shutdown-deadline", "-1s", "--debug", "-"}) {
+		t.Errorf("values and short flags must stay: %q", got)
+	}
+}

@@ -173,6 +173,11 @@ func (r *runner) start() (<-chan reaper.Exit, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	if r.p.WorkingDir != "" {
+		if _, err := os.Stat(filepath.Join(r.p.Chroot, r.p.WorkingDir)); err != nil {
+			return nil, 0, fmt.Errorf("workingDir: %w", err)
+		}
+	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, 0, fmt.Errorf("stdout pipe: %w", err)

@@ -1,0 +1,260 @@
+// Package e2e runs the built process-wrapper binary against the testchild
+// helper program: real processes, real signals, real pipes.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logfmt/logfmt"
+	"github.com/process-wrapper/process-wrapper/internal/waitfor"
+)
+
+var (
+	wrapperBin string
+	childBin   string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pw-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	os.Chmod(dir, 0o755) // other users (the user: tests) run testchild from here
+	wrapperBin = filepath.Join(dir, "process-wrapper")
+	childBin = filepath.Join(dir, "testchild")
+	for bin, pkg := range map[string]string{wrapperBin: "../../cmd/process-wrapper", childBin: "../../internal/testchild"} {
+		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// line is one decoded logfmt line of the wrapper's output.
+type line map[string]string
+
+// wrapper is one running process-wrapper with its output collected.
+type wrapper struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  []line
+	raw  bytes.Buffer
+	done chan struct{}
+	code int
+}
+
+type opts struct {
+	args []string
+	env  []string
+	// prefix runs the wrapper under another program (unshare, sh -c ...)
+	prefix []string
+	raw    io.Writer // also copy the raw output here
+	// sink, when set, sees every output line first; a line it returns true
+	// for is consumed and not kept (for tests that relay millions of lines).
+	sink func(b []byte) bool
+}
+
+// config writes a YAML config where every "CHILD" stands for the testchild
+// binary's path.
+func config(t *testing.T, yaml string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(strings.ReplaceAll(yaml, "CHILD", childBin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func start(t *testing.T, cfg string, o opts) *wrapper {
+	t.Helper()
+	args := append([]string{"-config", cfg}, o.args...)
+	argv := append(append([]string(nil), o.prefix...), wrapperBin)
+	argv = append(argv, args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), o.env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	w := &wrapper{t: t, cmd: cmd, done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		r := bufio.NewReaderSize(stdout, 4<<20)
+		for {
+			b, err := r.ReadBytes('\n')
+			if len(b) > 0 {
+				if o.raw != nil {
+					o.raw.Write(b)
+				}
+				if o.sink != nil && o.sink(b) {
+					continue
+				}
+				l := decode(b)
+				w.mu.Lock()
+				if l == nil {
+					w.raw.Write(b)
+				} else {
+					w.out = append(w.out, l)
+				}
+				w.mu.Unlock()
+			}
+			if err != nil {
+				break
+			}
+		}
+		err := cmd.Wait()
+		w.code = cmd.ProcessState.ExitCode()
+		if ee, ok := err.(*exec.ExitError); ok && ee.ProcessState.Sys().(syscall.WaitStatus).Signaled() {
+			w.code = 128 + int(ee.ProcessState.Sys().(syscall.WaitStatus).Signal())
+		}
+		close(w.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-w.done:
+		default:
+			_ = cmd.Process.Kill()
+			<-w.done
+		}
+		if t.Failed() {
+			t.Logf("wrapper output:\n%s", w.dump())
+		}
+	})
+	return w
+}
+
+func decode(b []byte) line {
+	d := logfmt.NewDecoderSize(bytes.NewReader(b), len(b)+1)
+	l := line{}
+	for d.ScanRecord() {
+		for d.ScanKeyval() {
+			l[string(d.Key())] = string(d.Value())
+		}
+	}
+	if d.Err() != nil || l["ts"] == "" {
+		return nil
+	}
+	return l
+}
+
+func (w *wrapper) dump() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var b strings.Builder
+	for i, l := range w.out {
+		if i > 200 {
+			fmt.Fprintf(&b, "... %d more lines\n", len(w.out)-i)
+			break
+		}
+		m := l["msg"]
+		if len(m) > 200 {
+			m = m[:200] + "..."
+		}
+		fmt.Fprintf(&b, "%s %s %s %q %v\n", l["level"], l["app"], l["stream"], m, rest(l))
+	}
+	if w.raw.Len() > 0 {
+		fmt.Fprintf(&b, "not logfmt: %q\n", w.raw.String())
+	}
+	return b.String()
+}
+
+func rest(l line) map[string]string {
+	m := map[string]string{}
+	for k, v := range l {
+		switch k {
+		case "ts", "level", "app", "stream", "msg":
+		default:
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// lines returns a copy of the decoded lines so far.
+func (w *wrapper) lines() []line {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]line(nil), w.out...)
+}
+
+// find returns the lines matching every key=value of match.
+func (w *wrapper) find(match ...string) []line {
+	var found []line
+	for _, l := range w.lines() {
+		ok := true
+		for i := 0; i+1 < len(match); i += 2 {
+			if l[match[i]] != match[i+1] {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			found = append(found, l)
+		}
+	}
+	return found
+}
+
+// waitLine waits until a line matching every key=value of match is out.
+func (w *wrapper) waitLine(timeout time.Duration, match ...string) line {
+	w.t.Helper()
+	var got line
+	waitfor.Condition(w.t, timeout, fmt.Sprintf("a line with %q", match), func() bool {
+		if f := w.find(match...); len(f) > 0 {
+			got = f[0]
+			return true
+		}
+		return false
+	})
+	return got
+}
+
+// wait waits for the wrapper to exit and returns its exit code.
+func (w *wrapper) wait(timeout time.Duration) int {
+	w.t.Helper()
+	select {
+	case <-w.done:
+		return w.code
+	case <-time.After(timeout):
+		w.t.Fatalf("wrapper still running after %v", timeout)
+		return -1
+	}
+}
+
+func (w *wrapper) signal(sig syscall.Signal) {
+	w.t.Helper()
+	if err := w.cmd.Process.Signal(sig); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *wrapper) pid() int { return w.cmd.Process.Pid }
+
+func ts(t *testing.T, l line) time.Time {
+	t.Helper()
+	v, err := time.Parse(time.RFC3339Nano, l["ts"])
+	if err != nil {
+		t.Fatalf("bad ts in %v: %v", l, err)
+	}
+	return v
+}

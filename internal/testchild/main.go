@@ -84,6 +84,8 @@ func main() {
 		serve(arg(args, 0, "127.0.0.1:8080"))
 	case "tick": // tick INTERVAL [COUNT]: print a numbered line every INTERVAL
 		tick(arg(args, 0, "1s"), atoi(arg(args, 1, "0")))
+	case "reaped": // reaped: wait until the parent has no testchild children left but this one and no zombie child
+		reaped()
 	case "crash-after": // crash-after DURATION CODE: log, wait, exit with CODE
 		fmt.Println("started; crashing in", arg(args, 0, "1s"))
 		sleep(arg(args, 0, "1s"))
@@ -256,5 +258,55 @@ func tick(interval string, count int) {
 	for i := 1; count == 0 || i <= count; i++ {
 		fmt.Printf("tick %d level=info\n", i)
 		time.Sleep(d)
+	}
+}
+
+// reaped waits (up to 20s) until the parent (the wrapper) has no other
+// testchild child alive and no zombie child, then reports what it saw.
+func reaped() {
+	parent := os.Getppid()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		live, zombies := 0, 0
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+			if err != nil {
+				continue
+			}
+			// pid (comm) state ppid ...
+			s := string(b)
+			end := strings.LastIndexByte(s, ')')
+			if end < 0 {
+				continue
+			}
+			comm := s[strings.IndexByte(s, '(')+1 : end]
+			f := strings.Fields(s[end+1:])
+			if len(f) < 2 {
+				continue
+			}
+			ppid, _ := strconv.Atoi(f[1])
+			if ppid != parent {
+				continue
+			}
+			switch {
+			case f[0] == "Z":
+				zombies++
+			case comm == "testchild":
+				live++
+			}
+		}
+		if (live == 0 && zombies == 0) || time.Now().After(deadline) {
+			fmt.Printf("live=%d zombies=%d\n", live, zombies)
+			if zombies > 0 || live > 0 {
+				os.Exit(1)
+			}
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

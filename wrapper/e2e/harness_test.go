@@ -36,6 +36,10 @@ func TestMain(m *testing.M) {
 	for bin, pkg := range map[string]string{wrapperBin: "../../cmd/process-wrapper", childBin: "../../internal/testchild"} {
 		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if raceBuild && bin == wrapperBin {
+			cmd = exec.Command("go", "build", "-race", "-o", bin, pkg)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
 			os.Exit(1)

@@ -57,8 +57,8 @@ func main() {
 			fatal("raw: %v", err)
 		}
 		os.Stdout.WriteString(s)
-	case "orphans": // orphans COUNT EXITCODE: start COUNT children, exit without waiting
-		orphans(atoi(arg(args, 0, "10")), atoi(arg(args, 1, "0")))
+	case "orphans": // orphans COUNT EXITCODE [DONEFILE]: start COUNT children, create DONEFILE, exit without waiting
+		orphans(atoi(arg(args, 0, "10")), atoi(arg(args, 1, "0")), arg(args, 2, ""))
 	case "background": // background EXITCODE: leave a grandchild holding stdout, exit
 		background(atoi(arg(args, 0, "0")))
 	case "env": // env: print the environment, sorted
@@ -84,8 +84,8 @@ func main() {
 		serve(arg(args, 0, "127.0.0.1:8080"))
 	case "tick": // tick INTERVAL [COUNT]: print a numbered line every INTERVAL
 		tick(arg(args, 0, "1s"), atoi(arg(args, 1, "0")))
-	case "reaped": // reaped: wait until the parent has no testchild children left but this one and no zombie child
-		reaped()
+	case "reaped": // reaped [DONEFILE]: once DONEFILE exists, wait until the parent has no other testchild child and no zombie child
+		reaped(arg(args, 0, ""))
 	case "crash-after": // crash-after DURATION CODE: log, wait, exit with CODE
 		fmt.Println("started; crashing in", arg(args, 0, "1s"))
 		sleep(arg(args, 0, "1s"))
@@ -122,7 +122,9 @@ func fatal(format string, a ...any) {
 
 func sleep(d string) {
 	if d == "" {
-		select {}
+		for {
+			time.Sleep(time.Hour) // a timer, unlike select{}, never trips the deadlock detector
+		}
 	}
 	dur, err := time.ParseDuration(d)
 	if err != nil {
@@ -197,7 +199,7 @@ func bigline(n int) {
 	}
 }
 
-func orphans(count, code int) {
+func orphans(count, code int, doneFile string) {
 	self, err := os.Executable()
 	if err != nil {
 		fatal("%v", err)
@@ -211,6 +213,11 @@ func orphans(count, code int) {
 		}
 	}
 	fmt.Printf("left %d orphans\n", count)
+	if doneFile != "" {
+		if err := os.WriteFile(doneFile, nil, 0o644); err != nil {
+			fatal("%v", err)
+		}
+	}
 	os.Exit(code)
 }
 
@@ -263,9 +270,18 @@ func tick(interval string, count int) {
 
 // reaped waits (up to 20s) until the parent (the wrapper) has no other
 // testchild child alive and no zombie child, then reports what it saw.
-func reaped() {
+func reaped(doneFile string) {
 	parent := os.Getppid()
 	deadline := time.Now().Add(20 * time.Second)
+	for doneFile != "" {
+		if _, err := os.Stat(doneFile); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			fatal("%s never appeared", doneFile)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for {
 		live, zombies := 0, 0
 		entries, _ := os.ReadDir("/proc")

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -10,12 +12,15 @@ import (
 // reapConfig: one process leaves 1,000 orphans behind, supervised processes
 // exit with known codes meanwhile, and a checker waits until the wrapper has
 // no zombie child left.
-const reapConfig = `
-- {name: orphaner, entrypoint: CHILD, args: [orphans, "1000", "0"], restartPolicy: Never}
+func reapConfig(t *testing.T) string {
+	done := filepath.Join(t.TempDir(), "orphans-done")
+	return config(t, fmt.Sprintf(`
+- {name: orphaner, entrypoint: CHILD, args: [orphans, "1000", "0", %[1]q], restartPolicy: Never}
 - {name: worker, entrypoint: sh, args: [-c, "sleep 0.3; exit 7"], restartPolicy: Never}
 - {name: fine, entrypoint: CHILD, args: [exit, "0"], restartPolicy: OnFailure}
-- {name: checker, entrypoint: sh, args: [-c, "sleep 0.5; exec CHILD reaped"], restartPolicy: Never}
-`
+- {name: checker, entrypoint: CHILD, args: [reaped, %[1]q], restartPolicy: Never}
+`, done))
+}
 
 func checkReaping(t *testing.T, w *wrapper) {
 	t.Helper()
@@ -39,7 +44,7 @@ func TestReapsOrphansAsPID1(t *testing.T) {
 		t.Fatal("unshare (util-linux) is needed for the PID 1 test")
 	}
 	t.Parallel()
-	w := start(t, config(t, reapConfig), opts{prefix: []string{"unshare", "--pid", "--fork", "--mount-proc"}})
+	w := start(t, reapConfig(t), opts{prefix: []string{"unshare", "--pid", "--fork", "--mount-proc"}})
 	checkReaping(t, w)
 	w.waitLine(time.Second, "msg", "starting", "pid", "1")
 }
@@ -47,6 +52,6 @@ func TestReapsOrphansAsPID1(t *testing.T) {
 // Not PID 1, the wrapper is a child subreaper and reaps the orphans the same way.
 func TestReapsOrphansAsSubreaper(t *testing.T) {
 	t.Parallel()
-	w := start(t, config(t, reapConfig), opts{})
+	w := start(t, reapConfig(t), opts{})
 	checkReaping(t, w)
 }

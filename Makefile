@@ -1,0 +1,62 @@
+# process-wrapper: `make run` starts the wrapper on the demo config,
+# `make test` runs every test of every module, `make bench` prints the
+# figures of the README.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+PKG := github.com/process-wrapper/process-wrapper
+LDFLAGS := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
+BINARIES := process-wrapper shared-lock metadata-mock metrics-mock
+# every module but cmd (mains only) and integration (run by test-integration)
+MODULES := internal wrapper sharedlock metadatamock metricsmock prommerge
+FUZZTIME ?= 10s
+
+.PHONY: all build run test test-unit test-race test-fuzz test-integration vet bench clean
+
+all: build
+
+build: $(addprefix bin/,$(BINARIES)) bin/testchild
+
+bin/%: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/$*
+
+bin/testchild: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ ./internal/testchild
+
+FORCE:
+
+run: build
+	./bin/process-wrapper -config examples/demo.yaml
+
+vet:
+	$(GO) vet $(addsuffix /...,$(addprefix ./,$(MODULES) cmd integration))
+	@out=$$(gofmt -l $(MODULES) cmd integration); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test: vet test-race test-unit test-fuzz test-integration
+
+# the wrapper module under the race detector (its end-to-end tests then run a
+# race-built wrapper binary too)
+test-race:
+	$(GO) test -race -timeout 15m ./wrapper/...
+
+test-unit:
+	$(GO) test -timeout 10m $(addsuffix /...,$(addprefix ./,$(filter-out wrapper,$(MODULES)) cmd))
+
+# each fuzz target briefly, from its seed corpus on
+test-fuzz:
+	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./wrapper/config
+	$(GO) test -run XXX -fuzz FuzzLine -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/logline
+
+test-integration:
+	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -count=1 -timeout 15m ./integration/...
+
+# the peers measured beside the wrapper come from Debian's packages
+bench: build
+	@command -v tini >/dev/null && command -v dumb-init >/dev/null && command -v supervisord >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tini dumb-init supervisor; }
+	$(GO) test -run XXX -bench . -benchmem ./internal/logline ./wrapper/relay
+	$(GO) run ./integration/bench -bin bin
+
+clean:
+	rm -rf bin

@@ -1,0 +1,423 @@
+// Command bench measures the whole wrapper process side by side with its
+// peers on the same work, in one run, and prints the table of the README:
+// log relay throughput, idle memory and CPU, start-to-exit time, SIGTERM-to-
+// exit time, zombies as PID 1 and binary size. `make bench` runs it.
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+var (
+	binDir  = flag.String("bin", "bin", "directory of the built binaries (process-wrapper, testchild)")
+	runs    = flag.Int("runs", 5, "repetitions of each throughput measurement (the median is shown)")
+	lines   = flag.Int("lines", 1000000, "lines per throughput run")
+	idleFor = flag.Duration("idle", 10*time.Second, "how long idle CPU is measured")
+)
+
+var wrapper, child, tmp string
+
+func main() {
+	flag.Parse()
+	var err error
+	if wrapper, err = filepath.Abs(filepath.Join(*binDir, "process-wrapper")); err != nil {
+		fail(err)
+	}
+	child, _ = filepath.Abs(filepath.Join(*binDir, "testchild"))
+	if tmp, err = os.MkdirTemp("", "pw-bench-"); err != nil {
+		fail(err)
+	}
+	defer os.RemoveAll(tmp)
+	peers := map[string]bool{}
+	for _, p := range []string{"tini", "dumb-init", "supervisord"} {
+		_, err := exec.LookPath(p)
+		peers[p] = err == nil
+		if err != nil {
+			fmt.Printf("note: %s is not installed; its rows are skipped\n", p)
+		}
+	}
+
+	fmt.Println("## Log relay: lines/s through one reader of stdout (median of", *runs, "runs)")
+	relayTable(false, peers)
+	fmt.Println()
+	fmt.Println("## Log relay: 4 children at once, stdout and stderr")
+	relayTable(true, peers)
+	fmt.Println()
+	fmt.Println("## Idle: 3 sleeping children, no probes")
+	idleTable(peers)
+	fmt.Println()
+	fmt.Println("## Start, run one `true`, exit (median of 50)")
+	startTable(peers)
+	fmt.Println()
+	fmt.Println("## SIGTERM to exit, child exits at once on SIGTERM (median of 20)")
+	termTable(peers)
+	fmt.Println()
+	fmt.Println("## PID 1 and size")
+	pid1AndSize()
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+func writeConfig(name, yaml string) string {
+	p := filepath.Join(tmp, name)
+	if err := os.WriteFile(p, []byte(strings.ReplaceAll(yaml, "CHILD", child)), 0o644); err != nil {
+		fail(err)
+	}
+	return p
+}
+
+// timeLines runs argv with stdout and stderr into one pipe read by this
+// process, and returns how long until the command exited and its output
+// ended, checking that want lines came out.
+func timeLines(argv []string, want int) time.Duration {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	r, w, err := os.Pipe()
+	if err != nil {
+		fail(err)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	began := time.Now()
+	if err := cmd.Start(); err != nil {
+		fail(err)
+	}
+	w.Close()
+	n := 0
+	buf := make([]byte, 256<<10)
+	for {
+		k, err := r.Read(buf)
+		n += bytes.Count(buf[:k], []byte{'\n'})
+		if err != nil {
+			break
+		}
+	}
+	cmd.Wait()
+	took := time.Since(began)
+	r.Close()
+	if n < want {
+		fail(fmt.Errorf("%q: %d lines out, want %d", argv, n, want))
+	}
+	return took
+}
+
+func median(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	return d[len(d)/2]
+}
+
+func measure(argv []string, want int) time.Duration {
+	var ds []time.Duration
+	for i := 0; i < *runs; i++ {
+		ds = append(ds, timeLines(argv, want))
+	}
+	return median(ds)
+}
+
+func relayTable(multi bool, peers map[string]bool) {
+	n := *lines
+	childCmd := fmt.Sprintf("%s lines %d 100", child, n)
+	cfg := writeConfig("relay1.yaml", fmt.Sprintf("- {name: loud, entrypoint: CHILD, args: [lines, \"%d\", \"100\"], restartPolicy: Never}\n", n))
+	if multi {
+		per := n / 8 // 4 children x 2 streams
+		childCmd = fmt.Sprintf("for i in 1 2 3 4; do %s lines-both %d 100 & done; wait", child, per)
+		var b strings.Builder
+		for i := 0; i < 4; i++ {
+			fmt.Fprintf(&b, "- {name: loud%d, entrypoint: CHILD, args: [lines-both, \"%d\", \"100\"], restartPolicy: Never}\n", i, per)
+		}
+		cfg = writeConfig("relay4.yaml", b.String())
+		n = per * 8
+	}
+	type row struct {
+		name string
+		argv []string
+		note string
+	}
+	rows := []row{
+		{"child writing directly", []string{"sh", "-c", childCmd}, "no labels"},
+		{"child | cat (baseline)", []string{"sh", "-c", "(" + childCmd + ") 2>&1 | cat"}, "no labels"},
+		{"process-wrapper", []string{wrapper, "-config", cfg}, "logfmt, labelled per SPEC.md"},
+		{"process-wrapper LOG_FORMAT=free", []string{"env", "LOG_FORMAT=free", wrapper, "-config", cfg}, "whole lines, no labels"},
+	}
+	if peers["tini"] {
+		rows = append(rows, row{"tini", []string{"tini", "-s", "--", "sh", "-c", childCmd}, "passes the fds through"})
+	}
+	if peers["dumb-init"] {
+		rows = append(rows, row{"dumb-init", []string{"dumb-init", "sh", "-c", childCmd}, "passes the fds through"})
+	}
+	if peers["supervisord"] && !multi {
+		os.WriteFile(filepath.Join(tmp, "supervisord.conf"), []byte(fmt.Sprintf(`[supervisord]
+nodaemon=true
+logfile=/dev/null
+pidfile=%s/supervisord.pid
+[program:loud]
+command=%s lines %d 100
+autorestart=false
+startsecs=0
+stdout_logfile=/dev/stdout
+stdout_logfile_maxbytes=0
+`, tmp, child, *lines)), 0o644)
+	}
+	base := measure(rows[1].argv, n)
+	fmt.Println("| command | time | lines/s | vs child \\| cat | output |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, r := range rows {
+		d := base
+		if r.name != "child | cat (baseline)" {
+			d = measure(r.argv, n)
+		}
+		fmt.Printf("| %s | %v | %.2fM | %.2fx | %s |\n", r.name, d.Round(time.Millisecond), float64(n)/d.Seconds()/1e6, base.Seconds()/d.Seconds(), r.note)
+	}
+	if peers["supervisord"] && !multi {
+		d := timeSupervisord(n)
+		fmt.Printf("| supervisord | %v | %.2fM | %.2fx | %s |\n", d.Round(time.Millisecond), float64(n)/d.Seconds()/1e6, base.Seconds()/d.Seconds(), "stdout_logfile=/dev/stdout, unlabelled")
+	}
+}
+
+// timeSupervisord: supervisord does not exit when its programs end, so the
+// clock stops when the last line arrives.
+func timeSupervisord(n int) time.Duration {
+	conf := filepath.Join(tmp, "supervisord.conf")
+	var ds []time.Duration
+	for i := 0; i < *runs; i++ {
+		cmd := exec.Command("supervisord", "-c", conf)
+		r, w, _ := os.Pipe()
+		cmd.Stdout, cmd.Stderr = w, io.Discard
+		began := time.Now()
+		if err := cmd.Start(); err != nil {
+			fail(err)
+		}
+		w.Close()
+		got := 0
+		buf := make([]byte, 256<<10)
+		for got < n {
+			k, err := r.Read(buf)
+			got += bytes.Count(buf[:k], []byte{'\n'})
+			if err != nil {
+				break
+			}
+		}
+		ds = append(ds, time.Since(began))
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		r.Close()
+	}
+	return median(ds)
+}
+
+func status(pid int) (rssKiB, anonKiB int) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1, -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 {
+			switch f[0] {
+			case "VmRSS:":
+				rssKiB, _ = strconv.Atoi(f[1])
+			case "RssAnon:":
+				anonKiB, _ = strconv.Atoi(f[1])
+			}
+		}
+	}
+	return
+}
+
+func cpuTicks(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.Atoi(f[11])
+	k, _ := strconv.Atoi(f[12])
+	return u + k
+}
+
+// waitChildren waits until pid has n children, so that start-up is over.
+// (/proc/PID/task/TID/children lists only the children one thread forked.)
+func waitChildren(pid, n int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		count := 0
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+			if err != nil {
+				continue
+			}
+			s := string(b)
+			f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+			if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+				count++
+			}
+		}
+		if count >= n {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fail(fmt.Errorf("pid %d never had %d children", pid, n))
+}
+
+func idleTable(peers map[string]bool) {
+	cfg := writeConfig("idle.yaml", "- {name: a, entrypoint: CHILD, args: [sleep]}\n- {name: b, entrypoint: CHILD, args: [sleep]}\n- {name: c, entrypoint: CHILD, args: [sleep]}\n")
+	type row struct {
+		name     string
+		argv     []string
+		children int
+	}
+	rows := []row{{"process-wrapper (3 children)", []string{wrapper, "-config", cfg}, 3}}
+	if peers["supervisord"] {
+		conf := filepath.Join(tmp, "idle-supervisord.conf")
+		var b strings.Builder
+		fmt.Fprintf(&b, "[supervisord]\nnodaemon=true\nlogfile=/dev/null\npidfile=%s/idle.pid\n", tmp)
+		for _, n := range []string{"a", "b", "c"} {
+			fmt.Fprintf(&b, "[program:%s]\ncommand=%s sleep\n", n, child)
+		}
+		os.WriteFile(conf, []byte(b.String()), 0o644)
+		rows = append(rows, row{"supervisord (3 children)", []string{"supervisord", "-c", conf}, 3})
+	}
+	if peers["tini"] {
+		rows = append(rows, row{"tini (1 child)", []string{"tini", "-s", "--", child, "sleep"}, 1})
+	}
+	if peers["dumb-init"] {
+		rows = append(rows, row{"dumb-init (1 child)", []string{"dumb-init", child, "sleep"}, 1})
+	}
+	fmt.Printf("| command | RSS | anonymous | CPU ticks over %v |\n|---|---|---|---|\n", *idleFor)
+	for _, r := range rows {
+		cmd := exec.Command(r.argv[0], r.argv[1:]...)
+		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		if err := cmd.Start(); err != nil {
+			fail(err)
+		}
+		waitChildren(cmd.Process.Pid, r.children)
+		before := cpuTicks(cmd.Process.Pid)
+		time.Sleep(*idleFor) // the idle period being measured
+		ticks := cpuTicks(cmd.Process.Pid) - before
+		rss, anon := status(cmd.Process.Pid)
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		fmt.Printf("| %s | %.1f MiB | %.1f MiB | %d |\n", r.name, float64(rss)/1024, float64(anon)/1024, ticks)
+	}
+}
+
+func startTable(peers map[string]bool) {
+	cfg := writeConfig("true.yaml", "- {name: t, entrypoint: /bin/true, restartPolicy: Never}\n")
+	rows := [][]string{{"/bin/true"}, {wrapper, "-config", cfg}}
+	names := []string{"true alone", "process-wrapper"}
+	if peers["tini"] {
+		rows, names = append(rows, []string{"tini", "-s", "--", "/bin/true"}), append(names, "tini")
+	}
+	if peers["dumb-init"] {
+		rows, names = append(rows, []string{"dumb-init", "/bin/true"}), append(names, "dumb-init")
+	}
+	fmt.Println("| command | median | vs tini |\n|---|---|---|")
+	var tini time.Duration
+	results := make([]time.Duration, len(rows))
+	for i, argv := range rows {
+		var ds []time.Duration
+		for j := 0; j < 50; j++ {
+			cmd := exec.Command(argv[0], argv[1:]...)
+			cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+			began := time.Now()
+			if err := cmd.Run(); err != nil {
+				fail(fmt.Errorf("%q: %v", argv, err))
+			}
+			ds = append(ds, time.Since(began))
+		}
+		results[i] = median(ds)
+		if names[i] == "tini" {
+			tini = results[i]
+		}
+	}
+	for i := range rows {
+		ratio := "-"
+		if tini > 0 {
+			ratio = fmt.Sprintf("%.2fx", results[i].Seconds()/tini.Seconds())
+		}
+		fmt.Printf("| %s | %.2f ms | %s |\n", names[i], float64(results[i].Microseconds())/1000, ratio)
+	}
+}
+
+func termTable(peers map[string]bool) {
+	cfg := writeConfig("term.yaml", "- {name: t, entrypoint: CHILD, args: [trap, \"0\"]}\n")
+	rows := [][]string{{wrapper, "-config", cfg}}
+	names := []string{"process-wrapper"}
+	if peers["tini"] {
+		rows, names = append(rows, []string{"tini", "-s", "--", child, "trap", "0"}), append(names, "tini")
+	}
+	if peers["dumb-init"] {
+		rows, names = append(rows, []string{"dumb-init", child, "trap", "0"}), append(names, "dumb-init")
+	}
+	fmt.Println("| command | SIGTERM to exit |\n|---|---|")
+	for i, argv := range rows {
+		var ds []time.Duration
+		for j := 0; j < 20; j++ {
+			cmd := exec.Command(argv[0], argv[1:]...)
+			r, w, _ := os.Pipe()
+			cmd.Stdout, cmd.Stderr = w, io.Discard
+			if err := cmd.Start(); err != nil {
+				fail(err)
+			}
+			w.Close()
+			// the child is ready once it says it traps signals
+			buf := make([]byte, 4096)
+			var seen []byte
+			for !bytes.Contains(seen, []byte("trapping signals")) {
+				k, err := r.Read(buf)
+				seen = append(seen, buf[:k]...)
+				if err != nil {
+					fail(fmt.Errorf("%q ended before its child was ready", argv))
+				}
+			}
+			go io.Copy(io.Discard, r)
+			began := time.Now()
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+			ds = append(ds, time.Since(began))
+			r.Close()
+		}
+		fmt.Printf("| %s | %.2f ms |\n", names[i], float64(median(ds).Microseconds())/1000)
+	}
+}
+
+func pid1AndSize() {
+	fi, err := os.Stat(wrapper)
+	if err != nil {
+		fail(err)
+	}
+	fmt.Printf("| figure | value | goal |\n|---|---|---|\n")
+	fmt.Printf("| static stripped binary | %.1f MiB | <= 20 MiB |\n", float64(fi.Size())/(1<<20))
+	if os.Getuid() != 0 {
+		fmt.Println("| zombies as PID 1 | (needs root for unshare) | 0 |")
+		return
+	}
+	done := filepath.Join(tmp, "orphans-done")
+	cfg := writeConfig("reap.yaml", fmt.Sprintf(`
+- {name: orphaner, entrypoint: CHILD, args: [orphans, "1000", "0", %[1]q], restartPolicy: Never}
+- {name: checker, entrypoint: CHILD, args: [reaped, %[1]q], restartPolicy: Never}
+`, done))
+	out, err := exec.Command("unshare", "--pid", "--fork", "--mount-proc", wrapper, "-config", cfg).Output()
+	zombies := "?"
+	for _, l := range strings.Split(string(out), "\n") {
+		if i := strings.Index(l, "zombies="); i >= 0 && strings.Contains(l, "app=checker") {
+			zombies = strings.Trim(strings.Fields(l[i+len("zombies="):])[0], `"`)
+		}
+	}
+	fmt.Printf("| zombies left as PID 1 after 1,000 orphans | %s (exit err %v) | 0 |\n", zombies, err)
+}

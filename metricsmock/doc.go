@@ -1,0 +1,3 @@
+// Package metricsmock is the metricsmock module of process-wrapper; its issue builds it
+// (see the README). It holds no code yet.
+package metricsmock

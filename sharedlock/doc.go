@@ -1,0 +1,3 @@
+// Package sharedlock is the sharedlock module of process-wrapper; its issue builds it
+// (see the README). It holds no code yet.
+package sharedlock

@@ -119,8 +119,8 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	pipes := make(chan os.Signal, 1)
 	signal.Notify(pipes, syscall.SIGPIPE, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGTSTP)
-	defer signal.Stop(sigs)
-	defer signal.Stop(pipes)
+	// No signal.Stop at the end: it waits for the signal machinery to go
+	// idle (milliseconds), and the wrapper exits right after run returns.
 
 	rp := reaper.New()
 	if _, err := reaper.BecomeSubreaper(); err != nil {

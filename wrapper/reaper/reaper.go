@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"sync"
 	"sync/atomic"
@@ -78,17 +77,20 @@ func BecomeSubreaper() (bool, error) {
 	return true, nil
 }
 
-// Start starts cmd and registers its pid before any wait can see it. The
-// returned channel receives its exit once. cmd.Wait must never be called.
-func (r *Reaper) Start(cmd *exec.Cmd) (<-chan Exit, error) {
+// Start forks and executes path with argv and attr, and registers the pid
+// before any wait can see it. The returned channel receives its exit once.
+// It uses syscall.ForkExec rather than exec.Cmd: the reaper owns the pid, so
+// nothing of os.Process (its wait, its pidfd) is needed.
+func (r *Reaper) Start(path string, argv []string, attr *syscall.ProcAttr) (int, <-chan Exit, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := cmd.Start(); err != nil {
-		return nil, err
+	pid, err := syscall.ForkExec(path, argv, attr)
+	if err != nil {
+		return 0, nil, &os.PathError{Op: "fork/exec", Path: path, Err: err}
 	}
 	ch := make(chan Exit, 1)
-	r.waiting[cmd.Process.Pid] = ch
-	return ch, nil
+	r.waiting[pid] = ch
+	return pid, ch, nil
 }
 
 // Signal sends sig to the registered, not yet reaped process pid; to its

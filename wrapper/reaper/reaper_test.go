@@ -3,7 +3,6 @@ package reaper
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"sync"
 	"syscall"
 	"testing"
@@ -36,7 +35,7 @@ func TestSupervisedStatusesSurviveOrphanStorm(t *testing.T) {
 			for j := 0; j < orphansEach; j++ {
 				script += "(sleep 0.0" + fmt.Sprint(j%10) + " &); "
 			}
-			ch, err := r.Start(exec.Command("sh", "-c", script+"exit 0"))
+			_, ch, err := r.Start("/bin/sh", []string{"sh", "-c", script + "exit 0"}, &syscall.ProcAttr{})
 			if err != nil {
 				errs <- err
 				return
@@ -50,7 +49,7 @@ func TestSupervisedStatusesSurviveOrphanStorm(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ch, err := r.Start(exec.Command("sh", "-c", fmt.Sprintf("exit %d", i)))
+			_, ch, err := r.Start("/bin/sh", []string{"sh", "-c", fmt.Sprintf("exit %d", i)}, &syscall.ProcAttr{})
 			if err != nil {
 				errs <- err
 				return
@@ -84,13 +83,11 @@ func TestSignalGroupAndExitCodes(t *testing.T) {
 	go func() { defer close(done); r.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	cmd := exec.Command("sleep", "30")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	ch, err := r.Start(cmd)
+	pid, ch, err := r.Start("/bin/sleep", []string{"sleep", "30"}, &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Setpgid: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Signal(cmd.Process.Pid, syscall.SIGKILL, true); err != nil {
+	if err := r.Signal(pid, syscall.SIGKILL, true); err != nil {
 		t.Fatal(err)
 	}
 	e := <-ch
@@ -98,7 +95,7 @@ func TestSignalGroupAndExitCodes(t *testing.T) {
 		t.Errorf("exit %d %q", e.Code(), e)
 	}
 	// a reaped pid is never signalled again
-	if err := r.Signal(cmd.Process.Pid, syscall.SIGTERM, false); err == nil {
+	if err := r.Signal(pid, syscall.SIGTERM, false); err == nil {
 		t.Error("signalled a reaped pid")
 	}
 }

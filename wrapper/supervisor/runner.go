@@ -178,6 +178,11 @@ func (r *runner) start() (<-chan reaper.Exit, int, error) {
 			return nil, 0, fmt.Errorf("workingDir: %w", err)
 		}
 	}
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, 0, fmt.Errorf("stdin: %w", err)
+	}
+	defer devNull.Close()
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, 0, fmt.Errorf("stdout pipe: %w", err)
@@ -188,20 +193,19 @@ func (r *runner) start() (<-chan reaper.Exit, int, error) {
 		outW.Close()
 		return nil, 0, fmt.Errorf("stderr pipe: %w", err)
 	}
-	cmd := &exec.Cmd{
-		Path:   path,
-		Args:   argv,
-		Env:    env,
-		Dir:    r.p.WorkingDir,
-		Stdout: outW,
-		Stderr: errW,
-		SysProcAttr: &syscall.SysProcAttr{
+	// Fd puts the write ends in blocking mode: the child must see an
+	// ordinary blocking stdout, and the wrapper closes them right after.
+	attr := &syscall.ProcAttr{
+		Dir:   r.p.WorkingDir,
+		Env:   env,
+		Files: []uintptr{devNull.Fd(), outW.Fd(), errW.Fd()},
+		Sys: &syscall.SysProcAttr{
 			Setpgid:    true, // its own group: SIGKILL at the deadline reaches its whole tree
 			Credential: r.p.Credential,
 			Chroot:     r.p.Chroot,
 		},
 	}
-	exitCh, err := r.sup.opt.Reaper.Start(cmd)
+	pid, exitCh, err := r.sup.opt.Reaper.Start(path, argv, attr)
 	outW.Close()
 	errW.Close()
 	if err != nil {
@@ -209,7 +213,6 @@ func (r *runner) start() (<-chan reaper.Exit, int, error) {
 		errR.Close()
 		return nil, 0, err
 	}
-	pid := cmd.Process.Pid
 	r.mu.Lock()
 	r.pid = pid
 	r.pipes = append(r.pipes, outR, errR)

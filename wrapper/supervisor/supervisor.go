@@ -100,27 +100,17 @@ func (s *Supervisor) Run(ctx context.Context) int {
 }
 
 // drain waits for the relays of every process to reach the end of their
-// pipes, at most opt.Drain once the processes have exited: a grandchild may
-// hold a pipe open for ever.
+// pipes, for at most opt.Drain: every process has exited, but a grandchild
+// may hold a pipe open for ever. What the pipes already hold is still read;
+// a pipe that stays open ends its relay at the deadline.
 func (s *Supervisor) drain() {
-	done := make(chan struct{})
-	go func() {
-		for _, r := range s.runners {
-			r.relays.Wait()
-		}
-		close(done)
-	}()
-	select {
-	case <-done:
-		return
-	case <-time.After(s.opt.Drain):
-	}
-	// What the pipes already hold is still read; a pipe that stays empty
-	// ends the relay at the deadline.
+	at := time.Now().Add(s.opt.Drain)
 	for _, r := range s.runners {
-		r.expirePipes(time.Now().Add(s.opt.Drain))
+		r.expirePipes(at)
 	}
-	<-done
+	for _, r := range s.runners {
+		r.relays.Wait()
+	}
 }
 
 // record keeps the final exit of a process for the wrapper's exit code.

@@ -45,7 +45,9 @@ type Process struct {
 	RestartPolicy RestartPolicy
 	StopSignal    syscall.Signal
 	LogLabels     []KV
-	Line          int // where the process is defined
+	// Startup, Readiness and Liveness are the probes, nil when not set.
+	Startup, Readiness, Liveness *Probe
+	Line                         int // where the process is defined
 }
 
 // rawProcess is the config entry as written, Kubernetes aliases included.
@@ -64,6 +66,13 @@ type rawProcess struct {
 	RestartPolicy string      `yaml:"restartPolicy"`
 	StopSignal    string      `yaml:"stopSignal"`
 	LogLabels     KVList      `yaml:"logLabels"`
+
+	Startup        *rawProbe `yaml:"startup"`
+	StartupProbe   *rawProbe `yaml:"startupProbe"`
+	Readiness      *rawProbe `yaml:"readiness"`
+	ReadinessProbe *rawProbe `yaml:"readinessProbe"`
+	Liveness       *rawProbe `yaml:"liveness"`
+	LivenessProbe  *rawProbe `yaml:"livenessProbe"`
 }
 
 type rawEnvVar struct {
@@ -270,6 +279,24 @@ func validate(d *decoder, n *yaml.Node, raw *rawProcess) Process {
 			d.fail(child(child(n, "logLabels"), kv.Key), "logLabels."+kv.Key, "a label name must not hold spaces, quotes, '=' or control characters")
 		}
 		p.LogLabels = append(p.LogLabels, kv)
+	}
+	for _, pr := range []struct {
+		which, name, k8s string
+		ours, theirs     *rawProbe
+		dst              **Probe
+	}{
+		{"startup", "startup", "startupProbe", raw.Startup, raw.StartupProbe, &p.Startup},
+		{"readiness", "readiness", "readinessProbe", raw.Readiness, raw.ReadinessProbe, &p.Readiness},
+		{"liveness", "liveness", "livenessProbe", raw.Liveness, raw.LivenessProbe, &p.Liveness},
+	} {
+		switch {
+		case pr.ours != nil && pr.theirs != nil:
+			d.fail(child(n, pr.k8s), pr.k8s, "both %s and %s are set: use one (%s is the Kubernetes spelling)", pr.name, pr.k8s, pr.k8s)
+		case pr.ours != nil:
+			*pr.dst = validateProbe(d, child(n, pr.name), pr.name, pr.which, pr.ours)
+		case pr.theirs != nil:
+			*pr.dst = validateProbe(d, child(n, pr.k8s), pr.k8s, pr.which, pr.theirs)
+		}
 	}
 	return p
 }

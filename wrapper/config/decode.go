@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -24,7 +25,10 @@ type KV struct {
 // KVList is a mapping of string to string kept in the order it was written.
 type KVList []KV
 
-var kvListType = reflect.TypeOf(KVList(nil))
+var (
+	kvListType   = reflect.TypeOf(KVList(nil))
+	durationType = reflect.TypeOf(Duration(0))
+)
 
 // decoder walks nodes into values and collects every error it finds, so that
 // one run of the loader reports all the mistakes of a config.
@@ -85,6 +89,15 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	}
 	if v.Type() == kvListType {
 		d.decodeKVList(n, v, path)
+		return
+	}
+	if v.Type() == durationType {
+		dur, err := time.ParseDuration(n.Value)
+		if n.Kind != yaml.ScalarNode || err != nil || dur < 0 {
+			d.fail(n, path, "want a duration such as 500ms, 30s or 1m30s, got %s", kindName(n))
+			return
+		}
+		v.SetInt(int64(dur))
 		return
 	}
 	switch v.Kind() {

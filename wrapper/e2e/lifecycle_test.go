@@ -27,7 +27,7 @@ func TestExitCodes(t *testing.T) {
 - {name: a, entrypoint: CHILD, args: [exit, "0"], restartPolicy: Never}
 - {name: b, entrypoint: CHILD, args: [exit, "5"], restartPolicy: Never}`, 5},
 		{"first failure wins", `
-- {name: late, entrypoint: sh, args: [-c, "sleep 0.3; exit 7"], restartPolicy: Never}
+- {name: late, entrypoint: sh, args: [-c, "sleep 1.5; exit 7"], restartPolicy: Never}
 - {name: early, entrypoint: CHILD, args: [exit, "4"], restartPolicy: Never}`, 4},
 		{"killed by signal", `
 - {name: a, entrypoint: sh, args: [-c, "kill -9 $$$$"], restartPolicy: Never}`, 137},
@@ -262,12 +262,12 @@ func TestBadConfigStartsNothing(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "ran")
 	w := start(t, config(t, fmt.Sprintf(`
 - {name: ok, entrypoint: touch, args: [%q]}
-- {name: bad, entrypoint: CHILD, readiness: {tcp: {socket: x}}, restartPolicy: sometimes}`, marker)), opts{})
+- {name: bad, entrypoint: CHILD, readines: {tcp: {socket: x}}, restartPolicy: sometimes}`, marker)), opts{})
 	if code := w.wait(5 * time.Second); code != 2 {
 		t.Errorf("exit code %d, want 2", code)
 	}
 	errs := w.find("level", "error", "msg", "bad config")
-	if len(errs) != 1 || !strings.Contains(errs[0]["err"], `:3:`) || !strings.Contains(errs[0]["err"], `process "bad": field "readiness": unknown field`) {
+	if len(errs) != 1 || !strings.Contains(errs[0]["err"], `:3:`) || !strings.Contains(errs[0]["err"], `process "bad": field "readines": unknown field`) {
 		t.Errorf("errors %v", errs)
 	}
 	if _, err := os.Stat(marker); err == nil {

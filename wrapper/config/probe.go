@@ -1,0 +1,395 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Probe is one validated probe (startup, readiness or liveness): one check
+// kind and kubelet's timing fields.
+type Probe struct {
+	Kind string // the key of the check: http, tcp, exec, grpc, file, env, sql, amqp, floatingPid, heartBeat
+	Check
+	InitialDelay     time.Duration
+	Period           time.Duration
+	Timeout          time.Duration
+	SuccessThreshold int
+	FailureThreshold int
+}
+
+// Check holds the settings of the probe's kind; exactly one is set.
+type Check struct {
+	HTTP        *HTTPCheck
+	TCP         *TCPCheck
+	Exec        *ExecCheck
+	GRPC        *GRPCCheck
+	File        *FileCheck
+	Env         *EnvCheck
+	SQL         *SQLCheck
+	AMQP        *AMQPCheck
+	FloatingPid *FloatingPidCheck
+	HeartBeat   *HeartBeatCheck
+}
+
+// HTTPCheck asks a URL and expects a status in a range (and a body match).
+type HTTPCheck struct {
+	URL                string `yaml:"url"`
+	Scheme             string `yaml:"scheme"`
+	Host               string `yaml:"host"`
+	Port               int    `yaml:"port"`
+	Path               string `yaml:"path"`
+	Method             string `yaml:"method"`
+	Headers            KVList `yaml:"headers"`
+	ExpectedStatus     string `yaml:"expectedStatus"`
+	BodyMatch          string `yaml:"bodyMatch"`
+	InsecureSkipVerify bool   `yaml:"insecureSkipVerify"`
+
+	StatusRanges [][2]int       `yaml:"-"` // parsed ExpectedStatus
+	BodyRegexp   *regexp.Regexp `yaml:"-"` // parsed BodyMatch, nil when unset
+}
+
+// TCPCheck connects to host:port.
+type TCPCheck struct {
+	Socket string `yaml:"socket"`
+}
+
+// ExecCheck runs a command; exit 0 is healthy.
+type ExecCheck struct {
+	Command []string `yaml:"command"`
+}
+
+// GRPCCheck calls the standard gRPC health-checking protocol.
+type GRPCCheck struct {
+	Host    string `yaml:"host"`
+	Port    int    `yaml:"port"`
+	Service string `yaml:"service"`
+}
+
+// FileCheck wants a file to exist (and be non-empty, or recent).
+type FileCheck struct {
+	Path     string   `yaml:"path"`
+	NonEmpty bool     `yaml:"nonEmpty"`
+	MaxAge   Duration `yaml:"maxAge"`
+}
+
+// EnvCheck wants a variable of the process's environment set (to a value).
+type EnvCheck struct {
+	Name  string  `yaml:"name"`
+	Value *string `yaml:"value"`
+}
+
+// SQLCheck runs a query on PostgreSQL.
+type SQLCheck struct {
+	DSN    string  `yaml:"dsn"`
+	Query  string  `yaml:"query"`
+	Expect *string `yaml:"expect"`
+}
+
+// AMQPCheck dials RabbitMQ, opens a channel and may declare a queue passively.
+type AMQPCheck struct {
+	DSN   string `yaml:"dsn"`
+	Queue string `yaml:"queue"`
+}
+
+// FloatingPidCheck follows the pid a forking daemon writes to a file.
+type FloatingPidCheck struct {
+	PidFile string `yaml:"pidFile"`
+}
+
+// HeartBeatCheck wants a beat (a touched file, or a POST to the wrapper's
+// /heartbeat/<process> from loopback) at least every MaxAge.
+type HeartBeatCheck struct {
+	File   string   `yaml:"file"`
+	MaxAge Duration `yaml:"maxAge"`
+}
+
+// Duration is a Go duration written as a string ("30s", "1m30s").
+type Duration time.Duration
+
+type rawProbe struct {
+	HTTP        *HTTPCheck        `yaml:"http"`
+	HTTPGet     *rawHTTPGet       `yaml:"httpGet"`
+	TCP         *TCPCheck         `yaml:"tcp"`
+	TCPSocket   *rawTCPSocket     `yaml:"tcpSocket"`
+	Exec        *ExecCheck        `yaml:"exec"`
+	GRPC        *GRPCCheck        `yaml:"grpc"`
+	File        *FileCheck        `yaml:"file"`
+	Env         *EnvCheck         `yaml:"env"`
+	SQL         *SQLCheck         `yaml:"sql"`
+	AMQP        *AMQPCheck        `yaml:"amqp"`
+	FloatingPid *FloatingPidCheck `yaml:"floatingPid"`
+	HeartBeat   *HeartBeatCheck   `yaml:"heartBeat"`
+
+	InitialDelaySeconds *int `yaml:"initialDelaySeconds"`
+	PeriodSeconds       *int `yaml:"periodSeconds"`
+	TimeoutSeconds      *int `yaml:"timeoutSeconds"`
+	SuccessThreshold    *int `yaml:"successThreshold"`
+	FailureThreshold    *int `yaml:"failureThreshold"`
+}
+
+// rawHTTPGet is Kubernetes' httpGet action.
+type rawHTTPGet struct {
+	Path        string       `yaml:"path"`
+	Port        int          `yaml:"port"`
+	Host        string       `yaml:"host"`
+	Scheme      string       `yaml:"scheme"`
+	HTTPHeaders []rawEnvVar `yaml:"httpHeaders"`
+}
+
+// rawTCPSocket is Kubernetes' tcpSocket action.
+type rawTCPSocket struct {
+	Port int    `yaml:"port"`
+	Host string `yaml:"host"`
+}
+
+// validateProbe checks one probe; which is "readiness", "liveness" or "startup".
+func validateProbe(d *decoder, n *yaml.Node, field, which string, raw *rawProbe) *Probe {
+	p := &Probe{}
+	var kinds []string
+	set := func(kind string, ok bool) {
+		if ok {
+			kinds = append(kinds, kind)
+		}
+	}
+	set("http", raw.HTTP != nil)
+	set("httpGet", raw.HTTPGet != nil)
+	set("tcp", raw.TCP != nil)
+	set("tcpSocket", raw.TCPSocket != nil)
+	set("exec", raw.Exec != nil)
+	set("grpc", raw.GRPC != nil)
+	set("file", raw.File != nil)
+	set("env", raw.Env != nil)
+	set("sql", raw.SQL != nil)
+	set("amqp", raw.AMQP != nil)
+	set("floatingPid", raw.FloatingPid != nil)
+	set("heartBeat", raw.HeartBeat != nil)
+	switch {
+	case len(kinds) == 0:
+		d.fail(n, field, "needs one check kind (http, tcp, exec, grpc, file, env, sql, amqp, floatingPid, heartBeat, or Kubernetes' httpGet, tcpSocket)")
+		return nil
+	case len(kinds) > 1:
+		d.fail(n, field, "has several check kinds (%s): use one", strings.Join(kinds, ", "))
+		return nil
+	}
+	kind := kinds[0]
+	at := func(sub string) (*yaml.Node, string) { return child(child(n, kind), sub), field + "." + kind + "." + sub }
+	switch kind {
+	case "http":
+		p.HTTP = raw.HTTP
+		validateHTTP(d, n, field+".http", p.HTTP)
+	case "httpGet":
+		h := raw.HTTPGet
+		c := &HTTPCheck{Scheme: strings.ToLower(h.Scheme), Host: h.Host, Port: h.Port, Path: h.Path}
+		for _, hd := range h.HTTPHeaders {
+			c.Headers = append(c.Headers, KV{Key: hd.Name, Value: hd.Value})
+		}
+		if h.Port == 0 {
+			nn, f := at("port")
+			d.fail(nn, f, "required: the port number (named ports do not exist outside a pod spec)")
+		}
+		kind, p.HTTP = "http", c
+		validateHTTP(d, n, field+".httpGet", c)
+	case "tcp":
+		p.TCP = raw.TCP
+		if _, _, err := net.SplitHostPort(p.TCP.Socket); err != nil {
+			nn, f := at("socket")
+			d.fail(nn, f, "want host:port, got %q", p.TCP.Socket)
+		}
+	case "tcpSocket":
+		if raw.TCPSocket.Port <= 0 || raw.TCPSocket.Port > 65535 {
+			nn, f := at("port")
+			d.fail(nn, f, "required: a port number from 1 to 65535")
+		}
+		host := raw.TCPSocket.Host
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		kind, p.TCP = "tcp", &TCPCheck{Socket: net.JoinHostPort(host, strconv.Itoa(raw.TCPSocket.Port))}
+	case "exec":
+		p.Exec = raw.Exec
+		if len(p.Exec.Command) == 0 || p.Exec.Command[0] == "" {
+			nn, f := at("command")
+			d.fail(nn, f, "required: the program and its arguments")
+		}
+	case "grpc":
+		p.GRPC = raw.GRPC
+		if p.GRPC.Port <= 0 || p.GRPC.Port > 65535 {
+			nn, f := at("port")
+			d.fail(nn, f, "required: a port number from 1 to 65535")
+		}
+		if p.GRPC.Host == "" {
+			p.GRPC.Host = "127.0.0.1"
+		}
+	case "file":
+		p.File = raw.File
+		if p.File.Path == "" {
+			nn, f := at("path")
+			d.fail(nn, f, "required")
+		}
+	case "env":
+		p.Env = raw.Env
+		if err := checkEnvName(p.Env.Name); err != nil {
+			nn, f := at("name")
+			d.fail(nn, f, "%v", err)
+		}
+	case "sql":
+		p.SQL = raw.SQL
+		if p.SQL.DSN == "" {
+			nn, f := at("dsn")
+			d.fail(nn, f, "required: a PostgreSQL connection string")
+		}
+		if p.SQL.Query == "" {
+			p.SQL.Query = "SELECT 1"
+		}
+	case "amqp":
+		p.AMQP = raw.AMQP
+	case "floatingPid":
+		p.FloatingPid = raw.FloatingPid
+		if p.FloatingPid.PidFile == "" {
+			nn, f := at("pidFile")
+			d.fail(nn, f, "required")
+		}
+	case "heartBeat":
+		p.HeartBeat = raw.HeartBeat
+		if p.HeartBeat.MaxAge <= 0 {
+			nn, f := at("maxAge")
+			d.fail(nn, f, "required: how long a beat stays fresh, such as 30s")
+		}
+	}
+	p.Kind = kind
+
+	// kubelet's defaults and rules
+	p.InitialDelay = seconds(raw.InitialDelaySeconds, 0)
+	p.Period = seconds(raw.PeriodSeconds, 10)
+	p.Timeout = seconds(raw.TimeoutSeconds, 1)
+	p.SuccessThreshold = intOr(raw.SuccessThreshold, 1)
+	p.FailureThreshold = intOr(raw.FailureThreshold, 3)
+	positive := func(name string, v *int, min int) {
+		if v != nil && *v < min {
+			d.fail(child(n, name), field+"."+name, "must be at least %d, got %d", min, *v)
+		}
+	}
+	positive("initialDelaySeconds", raw.InitialDelaySeconds, 0)
+	positive("periodSeconds", raw.PeriodSeconds, 1)
+	positive("timeoutSeconds", raw.TimeoutSeconds, 1)
+	positive("successThreshold", raw.SuccessThreshold, 1)
+	positive("failureThreshold", raw.FailureThreshold, 1)
+	if which != "readiness" && p.SuccessThreshold != 1 {
+		d.fail(child(n, "successThreshold"), field+".successThreshold", "must be 1 for a %s probe (as in Kubernetes)", which)
+	}
+	return p
+}
+
+func seconds(v *int, def int) time.Duration {
+	if v == nil {
+		return time.Duration(def) * time.Second
+	}
+	return time.Duration(*v) * time.Second
+}
+
+func intOr(v *int, def int) int {
+	if v == nil {
+		return def
+	}
+	return *v
+}
+
+func validateHTTP(d *decoder, n *yaml.Node, field string, c *HTTPCheck) {
+	kindNode := child(n, field[strings.LastIndexByte(field, '.')+1:])
+	if c.URL != "" && (c.Host != "" || c.Port != 0 || c.Path != "" || c.Scheme != "") {
+		d.fail(kindNode, field, "url and host/port/path/scheme are both set: use one")
+	}
+	if c.URL == "" {
+		if c.Port <= 0 || c.Port > 65535 {
+			d.fail(child(kindNode, "port"), field+".port", "required (or url): a port number from 1 to 65535")
+		}
+		scheme := strings.ToLower(c.Scheme)
+		if scheme == "" {
+			scheme = "http"
+		}
+		if scheme != "http" && scheme != "https" {
+			d.fail(child(kindNode, "scheme"), field+".scheme", "must be HTTP or HTTPS, got %q", c.Scheme)
+		}
+		host := c.Host
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		path := c.Path
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
+		}
+		c.URL = scheme + "://" + net.JoinHostPort(host, strconv.Itoa(c.Port)) + path
+	} else if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		d.fail(child(kindNode, "url"), field+".url", "want an http:// or https:// URL, got %q", Redact(c.URL))
+	}
+	if c.Method == "" {
+		c.Method = "GET"
+	}
+	c.Method = strings.ToUpper(c.Method)
+	if c.ExpectedStatus == "" {
+		c.ExpectedStatus = "200-399" // kubelet's rule
+	}
+	ranges, err := parseStatusRanges(c.ExpectedStatus)
+	if err != nil {
+		d.fail(child(kindNode, "expectedStatus"), field+".expectedStatus", "%v", err)
+	}
+	c.StatusRanges = ranges
+	if c.BodyMatch != "" {
+		re, err := regexp.Compile(c.BodyMatch)
+		if err != nil {
+			d.fail(child(kindNode, "bodyMatch"), field+".bodyMatch", "bad regular expression: %v", err)
+		} else {
+			c.BodyRegexp = re
+		}
+	}
+}
+
+// parseStatusRanges reads "200", "200-399" or "200-299,404".
+func parseStatusRanges(s string) ([][2]int, error) {
+	var out [][2]int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.Atoi(strings.TrimSpace(hi))
+		}
+		if err1 != nil || err2 != nil || a < 100 || b > 599 || a > b {
+			return nil, fmt.Errorf("want statuses such as 200, 200-399 or 200-299,404, got %q", s)
+		}
+		out = append(out, [2]int{a, b})
+	}
+	return out, nil
+}
+
+// Redact hides the password of a URL or DSN for logs and bodies.
+func Redact(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
+		return s
+	}
+	// key=value DSNs (PostgreSQL): password=secret
+	fields := strings.Fields(s)
+	changed := false
+	for i, f := range fields {
+		if k, _, ok := strings.Cut(f, "="); ok && strings.EqualFold(k, "password") {
+			fields[i] = k + "=xxxxx"
+			changed = true
+		}
+	}
+	if changed {
+		return strings.Join(fields, " ")
+	}
+	return s
+}

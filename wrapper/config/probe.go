@@ -136,10 +136,10 @@ type rawProbe struct {
 
 // rawHTTPGet is Kubernetes' httpGet action.
 type rawHTTPGet struct {
-	Path        string       `yaml:"path"`
-	Port        int          `yaml:"port"`
-	Host        string       `yaml:"host"`
-	Scheme      string       `yaml:"scheme"`
+	Path        string      `yaml:"path"`
+	Port        int         `yaml:"port"`
+	Host        string      `yaml:"host"`
+	Scheme      string      `yaml:"scheme"`
 	HTTPHeaders []rawEnvVar `yaml:"httpHeaders"`
 }
 
@@ -179,7 +179,9 @@ func validateProbe(d *decoder, n *yaml.Node, field, which string, raw *rawProbe)
 		return nil
 	}
 	kind := kinds[0]
-	at := func(sub string) (*yaml.Node, string) { return child(child(n, kind), sub), field + "." + kind + "." + sub }
+	at := func(sub string) (*yaml.Node, string) {
+		return child(child(n, kind), sub), field + "." + kind + "." + sub
+	}
 	switch kind {
 	case "http":
 		p.HTTP = raw.HTTP

@@ -3,11 +3,25 @@ module github.com/process-wrapper/process-wrapper/wrapper
 go 1.26.0
 
 require (
-	github.com/alecthomas/kong v1.17.0 // indirect
-	github.com/go-logfmt/logfmt v0.6.1 // indirect
+	github.com/alecthomas/kong v1.17.0
+	github.com/go-logfmt/logfmt v0.6.1
+	github.com/jackc/pgx/v5 v5.12.0
 	github.com/process-wrapper/process-wrapper/internal v0.0.0
-	golang.org/x/sys v0.50.0 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
+	github.com/rabbitmq/amqp091-go v1.16.0
+	golang.org/x/sys v0.50.0
+	google.golang.org/grpc v1.85.0
+	gopkg.in/yaml.v3 v3.0.1
+)
+
+require (
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/kr/text v0.2.0 // indirect
+	github.com/rogpeppe/go-internal v1.16.0 // indirect
+	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
 )
 
 replace github.com/process-wrapper/process-wrapper/internal => ../internal

@@ -11,12 +11,16 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/internal/version"
 	"github.com/process-wrapper/process-wrapper/wrapper/cli"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/health"
+	"github.com/process-wrapper/process-wrapper/wrapper/probe"
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
 	"github.com/process-wrapper/process-wrapper/wrapper/relay"
 	"github.com/process-wrapper/process-wrapper/wrapper/state"
@@ -50,8 +54,7 @@ func Main(args []string, stdout io.Writer) int {
 		log.Warn("children may inherit a blocked signal mask", "err", err)
 	}
 	if opts.Wait {
-		log.Error("bad command line", "err", "-wait is not available in this build yet")
-		return ExitUsage
+		return waitMode(opts, log)
 	}
 	format, err := relay.ParseFormat(os.Getenv("LOG_FORMAT"))
 	if err != nil {
@@ -135,23 +138,54 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 		names[i] = p.Name
 	}
 	st := state.New(names)
-	sup := supervisor.New(supervisor.Options{
-		Processes: procs,
-		Reaper:    rp,
-		State:     st,
-		Log:       log,
-		Out:       out,
-		Format:    format,
-		Environ:   os.Environ(),
-		Deadline:  opts.GracefulShutdownDeadline,
+	beats := probe.NewBeats()
+	readyFile := &health.ReadinessFile{Path: opts.ReadinessFile, Log: log}
+	sup, err := supervisor.New(supervisor.Options{
+		Processes:  procs,
+		Reaper:     rp,
+		State:      st,
+		Log:        log,
+		Out:        out,
+		Format:     format,
+		Environ:    os.Environ(),
+		Deadline:   opts.GracefulShutdownDeadline,
+		Beats:      beats,
+		AMQP:       probe.AMQPDefaults{DSNTemplate: os.Getenv("AMQP_PROBE_RABBITMQ_DSN_TEMPLATE"), User: os.Getenv("AMQP_PROBE_RABBITMQ_USER"), Pass: os.Getenv("AMQP_PROBE_RABBITMQ_PASS")},
+		BeforeStop: readyFile.Remove,
 	})
-	log.Info("starting", "version", version.String("process-wrapper"), "pid", os.Getpid(), "processes", len(procs))
-
+	if err != nil {
+		log.Error("bad config", "err", err)
+		return ExitUsage
+	}
+	ln, err := health.Listen(opts.HTTPAddress)
+	if err != nil {
+		log.Error("cannot serve the health endpoints", "err", err)
+		return ExitUsage
+	}
+	hs := &health.Server{State: st, Beats: beats, WaitDeadline: opts.WaitDeadline, Log: log}
+	var bg sync.WaitGroup // goroutines that end with ctx
+	defer bg.Wait()
+	defer cancel()
+	bg.Add(2)
+	go func() {
+		defer bg.Done()
+		if err := health.Serve(ctx, ln, hs.Handler()); err != nil {
+			log.Error("health endpoints stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer bg.Done()
+		if err := readyFile.WaitAndWrite(ctx, st); err != nil {
+			log.Error("cannot write the readiness file", "err", err)
+		}
+	}()
+	log.Info("starting", "version", version.String("process-wrapper"), "pid", os.Getpid(), "processes", len(procs), "http", ln.Addr().String())
 	done := make(chan int, 1)
 	go func() { done <- sup.Run(ctx) }()
 	for {
 		select {
 		case code := <-done:
+			readyFile.Remove()
 			log.Info("exiting", "code", code, "orphans_reaped", rp.Orphans())
 			return code
 		case <-pipes:
@@ -169,4 +203,21 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 			}
 		}
 	}
+}
+
+// waitMode is -wait: exit 0 as soon as the wrapper serving -http-address on
+// this host is ready, 1 with the reason at -wait-deadline.
+func waitMode(opts *cli.Options, log *logline.Logger) int {
+	base, err := health.LocalURL(opts.HTTPAddress)
+	if err != nil {
+		log.Error("bad command line", "err", err)
+		return ExitUsage
+	}
+	began := time.Now()
+	if err := health.WaitReady(context.Background(), base, opts.WaitDeadline); err != nil {
+		log.Error("the wrapper is not ready", "url", base+"/readiness", "err", err)
+		return 1
+	}
+	log.Info("the wrapper is ready", "url", base+"/readiness", "waited", time.Since(began).Round(time.Millisecond).String())
+	return 0
 }

@@ -88,7 +88,8 @@ func config(t *testing.T, yaml string) string {
 
 func start(t *testing.T, cfg string, o opts) *wrapper {
 	t.Helper()
-	args := append([]string{"-config", cfg}, o.args...)
+	// every wrapper gets its own port and readiness file: tests run in parallel
+	args := append([]string{"-config", cfg, "-http-address", "127.0.0.1:0", "-readiness-file", filepath.Join(t.TempDir(), "started")}, o.args...)
 	argv := append(append([]string(nil), o.prefix...), wrapperBin)
 	argv = append(argv, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
@@ -253,6 +254,13 @@ func (w *wrapper) signal(sig syscall.Signal) {
 }
 
 func (w *wrapper) pid() int { return w.cmd.Process.Pid }
+
+// url returns the base URL of the wrapper's endpoints, from its "starting" line.
+func (w *wrapper) url() string {
+	w.t.Helper()
+	l := w.waitLine(10*time.Second, "msg", "starting")
+	return "http://" + l["http"]
+}
 
 func ts(t *testing.T, l line) time.Time {
 	t.Helper()

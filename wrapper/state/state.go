@@ -32,6 +32,56 @@ type Process struct {
 	ExitCode int       // of the last exit; -1 before any
 	Since    time.Time // when Phase was entered
 	Reason   string    // why the process is in Phase, for people
+
+	// Health of the current run, from its probes.
+	Started     bool   // its startup probe has passed (true without one)
+	ProbeReady  bool   // its readiness probe passes (true without one)
+	LiveFailed  bool   // its liveness (or startup) probe failed past its threshold; cleared by the next run
+	ProbeReason string // why the failing probe fails: "readiness: GET http://...: status 500"
+}
+
+// Ready reports whether the process counts as ready, and why not. A
+// completed process stays ready; a running one is ready once started and
+// its readiness probe passes.
+func (p *Process) Ready() (bool, string) {
+	switch p.Phase {
+	case Completed:
+		return true, ""
+	case Running:
+		switch {
+		case p.LiveFailed:
+			return false, p.ProbeReason
+		case !p.Started:
+			if p.ProbeReason != "" {
+				return false, "startup probe has not passed: " + p.ProbeReason
+			}
+			return false, "startup probe has not passed yet"
+		case !p.ProbeReady:
+			if p.ProbeReason != "" {
+				return false, p.ProbeReason
+			}
+			return false, "readiness probe has not passed yet"
+		}
+		return true, ""
+	}
+	why := string(p.Phase)
+	if p.Reason != "" {
+		why += ": " + p.Reason
+	}
+	return false, why
+}
+
+// Live reports whether the process counts as live, and why not: it is not
+// live when it failed for good, or when its liveness probe failed past its
+// threshold and the restart has not yet brought it back.
+func (p *Process) Live() (bool, string) {
+	switch {
+	case p.Phase == Failed:
+		return false, "failed: " + p.Reason
+	case p.LiveFailed:
+		return false, p.ProbeReason
+	}
+	return true, ""
 }
 
 // Store holds the status of every process, in config order.
@@ -98,6 +148,22 @@ func (s *Store) Snapshot() ([]Process, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Process(nil), s.procs...), s.changed
+}
+
+// Watch returns a snapshot, the channel closed at the next change, and
+// whether the wrapper is shutting down, all taken at one instant.
+func (s *Store) Watch() ([]Process, <-chan struct{}, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Process(nil), s.procs...), s.changed, s.stopping
+}
+
+// Changed returns the channel that is closed at the next change: it
+// identifies the current version of the state.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
 }
 
 // Get returns the status of one process.

@@ -1,19 +1,20 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/probe"
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
 	"github.com/process-wrapper/process-wrapper/wrapper/relay"
 	"github.com/process-wrapper/process-wrapper/wrapper/state"
@@ -29,12 +30,16 @@ type runner struct {
 
 	relays sync.WaitGroup // relay goroutines of every start, owned here
 
+	probes     probeSet
+	heartbeats bool // a heartBeat probe without a file: beats come over HTTP
+
 	mu    sync.Mutex
 	pid   int        // main pid while running, 0 otherwise
+	env   []string   // environment of the current run, for probes
 	pipes []*os.File // read ends still being relayed
 }
 
-func newRunner(s *Supervisor, p *config.Process) *runner {
+func newRunner(s *Supervisor, p *config.Process) (*runner, error) {
 	labels := make([]logline.Label, len(p.LogLabels))
 	for i, kv := range p.LogLabels {
 		labels[i] = logline.Label{Key: kv.Key, Value: kv.Value}
@@ -44,7 +49,31 @@ func newRunner(s *Supervisor, p *config.Process) *runner {
 	}
 	// stderr lines are level=error unless the line says otherwise (auto), as
 	// GKE's logging agent reads unstructured stderr.
-	return &runner{sup: s, p: p, stdout: src("stdout", logline.Info), stderr: src("stderr", logline.Error)}
+	r := &runner{sup: s, p: p, stdout: src("stdout", logline.Info), stderr: src("stderr", logline.Error)}
+	var err error
+	r.probes, err = newProbeSet(p, &probe.Target{
+		Process: p.Name,
+		Environ: r.environ,
+		Reaper:  s.opt.Reaper,
+		Beats:   s.opt.Beats,
+		AMQP:    s.opt.AMQP,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("process %q: %w", p.Name, err)
+	}
+	for _, pr := range []*config.Probe{p.Startup, p.Readiness, p.Liveness} {
+		if pr != nil && pr.HeartBeat != nil && pr.HeartBeat.File == "" {
+			r.heartbeats = true
+		}
+	}
+	return r, nil
+}
+
+// environ returns the environment of the current run.
+func (r *runner) environ() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.env
 }
 
 func (r *runner) log() *logline.Logger { return r.sup.opt.Log }
@@ -91,7 +120,12 @@ func (r *runner) run() {
 			} else {
 				r.log().Info("process completed", "process", r.p.Name)
 			}
-			r.setState(func(p *state.Process) { p.Phase, p.Pid, p.ExitCode, p.Reason = phase, 0, code, why })
+			r.setState(func(p *state.Process) {
+				p.Phase, p.Pid, p.ExitCode, p.Reason = phase, 0, code, why
+				if phase == state.Completed {
+					p.LiveFailed = false
+				}
+			})
 			return
 		}
 		if ran >= s.opt.Backoff.ResetAfter {
@@ -129,7 +163,16 @@ func (r *runner) once() (code int, stopped bool) {
 		return code, false
 	}
 	r.log().Info("process started", "process", r.p.Name, "pid", pid)
-	r.setState(func(p *state.Process) { p.Phase, p.Pid, p.Reason = state.Running, pid, "" })
+	r.setState(func(p *state.Process) {
+		p.Phase, p.Pid, p.Reason = state.Running, pid, ""
+		p.Started, p.ProbeReady = r.probes.startup == nil, r.probes.readiness == nil
+		p.LiveFailed, p.ProbeReason = false, ""
+	})
+	pctx, cancelProbes := context.WithCancel(context.Background())
+	var probes sync.WaitGroup
+	unhealthy := make(chan string, 1)
+	r.runProbes(pctx, &probes, unhealthy)
+	defer func() { cancelProbes(); probes.Wait() }()
 
 	var e reaper.Exit
 	select {
@@ -137,19 +180,15 @@ func (r *runner) once() (code int, stopped bool) {
 	case <-s.stopping:
 		stopped = true
 		r.setState(func(p *state.Process) { p.Phase = state.Stopping })
-		r.log().Info("sending stop signal", "process", r.p.Name, "pid", pid, "signal", config.SignalName(r.p.StopSignal))
-		if err := s.opt.Reaper.Signal(pid, r.p.StopSignal, false); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			r.log().Warn("stop signal failed", "process", r.p.Name, "err", err)
-		}
-		select {
-		case e = <-exitCh:
-		case <-s.kill:
-			r.log().Warn("graceful shutdown deadline reached: killing process group", "process", r.p.Name, "pgid", pid)
-			if err := s.opt.Reaper.Signal(pid, syscall.SIGKILL, true); err != nil && !errors.Is(err, os.ErrProcessDone) {
-				r.log().Warn("kill failed", "process", r.p.Name, "err", err)
-			}
-			e = <-exitCh
-		}
+		e = r.stop(pid, exitCh, nil)
+	case why := <-unhealthy:
+		// as kubelet does with a container: stop signal, then SIGKILL
+		// after the grace period; the restart policy decides what follows
+		cancelProbes()
+		timer := time.NewTimer(s.opt.Deadline)
+		e = r.stop(pid, exitCh, timer.C)
+		timer.Stop()
+		r.log().Info("stopped unhealthy process", "process", r.p.Name, "reason", why)
 	}
 	r.mu.Lock()
 	r.pid = 0
@@ -162,6 +201,27 @@ func (r *runner) once() (code int, stopped bool) {
 	return e.Code(), stopped
 }
 
+// stop sends the stop signal to the main pid and waits for the exit; at the
+// deadline (the shutdown's, or grace when not nil) it SIGKILLs the group.
+func (r *runner) stop(pid int, exitCh <-chan reaper.Exit, grace <-chan time.Time) reaper.Exit {
+	s := r.sup
+	r.log().Info("sending stop signal", "process", r.p.Name, "pid", pid, "signal", config.SignalName(r.p.StopSignal))
+	if err := s.opt.Reaper.Signal(pid, r.p.StopSignal, false); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		r.log().Warn("stop signal failed", "process", r.p.Name, "err", err)
+	}
+	select {
+	case e := <-exitCh:
+		return e
+	case <-s.kill:
+	case <-grace:
+	}
+	r.log().Warn("graceful shutdown deadline reached: killing process group", "process", r.p.Name, "pgid", pid)
+	if err := s.opt.Reaper.Signal(pid, syscall.SIGKILL, true); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		r.log().Warn("kill failed", "process", r.p.Name, "err", err)
+	}
+	return <-exitCh
+}
+
 // start starts one run of the process with fresh pipes. The write ends go to
 // the child and are closed here; the read ends are relayed until their end.
 func (r *runner) start() (<-chan reaper.Exit, int, error) {
@@ -169,7 +229,7 @@ func (r *runner) start() (<-chan reaper.Exit, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	path, err := lookPath(argv[0], lookupEnv(env, "PATH"), r.p.Chroot)
+	path, err := config.LookPath(argv[0], config.LookupEnv(env, "PATH"), r.p.Chroot)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -214,7 +274,7 @@ func (r *runner) start() (<-chan reaper.Exit, int, error) {
 		return nil, 0, err
 	}
 	r.mu.Lock()
-	r.pid = pid
+	r.pid, r.env = pid, env
 	r.pipes = append(r.pipes, outR, errR)
 	r.mu.Unlock()
 	r.relay(r.stdout, outR)
@@ -273,48 +333,4 @@ func startErrorCode(err error) int {
 		return 126
 	}
 	return 128
-}
-
-func lookupEnv(env []string, key string) string {
-	for i := len(env) - 1; i >= 0; i-- {
-		if v, ok := strings.CutPrefix(env[i], key+"="); ok {
-			return v
-		}
-	}
-	return ""
-}
-
-// lookPath finds the program as a shell does, in the child's PATH (not the
-// wrapper's), inside chroot when one is set.
-func lookPath(file, pathEnv, chroot string) (string, error) {
-	if strings.Contains(file, "/") {
-		if err := executable(filepath.Join(chroot, file)); err != nil {
-			return "", fmt.Errorf("exec %q: %w", file, err)
-		}
-		return file, nil
-	}
-	if pathEnv == "" {
-		pathEnv = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	}
-	for _, dir := range filepath.SplitList(pathEnv) {
-		if dir == "" {
-			dir = "."
-		}
-		p := filepath.Join(dir, file)
-		if err := executable(filepath.Join(chroot, p)); err == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("exec %q: %w in PATH %s", file, exec.ErrNotFound, pathEnv)
-}
-
-func executable(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return fs.ErrPermission
-	}
-	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/probe"
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
 	"github.com/process-wrapper/process-wrapper/wrapper/relay"
 	"github.com/process-wrapper/process-wrapper/wrapper/state"
@@ -44,6 +45,12 @@ type Options struct {
 	Deadline  time.Duration // -graceful-shutdown-deadline
 	Backoff   Backoff       // zero: DefaultBackoff
 	Drain     time.Duration // zero: DefaultDrain
+	Beats     *probe.Beats  // heartbeats received over HTTP
+	AMQP      probe.AMQPDefaults
+	// BeforeStop runs at the start of the shutdown, after the state says
+	// "stopping" (so /readiness answers 503) and before any process is
+	// signalled: the readiness file is removed there.
+	BeforeStop func()
 }
 
 // Supervisor runs every process until each has ended for good, or until
@@ -62,8 +69,9 @@ type Supervisor struct {
 	decided  bool
 }
 
-// New returns a supervisor for opt.Processes.
-func New(opt Options) *Supervisor {
+// New returns a supervisor for opt.Processes. An error means a probe
+// cannot be built: nothing was started.
+func New(opt Options) (*Supervisor, error) {
 	if opt.Backoff == (Backoff{}) {
 		opt.Backoff = DefaultBackoff
 	}
@@ -71,10 +79,18 @@ func New(opt Options) *Supervisor {
 		opt.Drain = DefaultDrain
 	}
 	s := &Supervisor{opt: opt, stopping: make(chan struct{}), kill: make(chan struct{})}
-	for i := range opt.Processes {
-		s.runners = append(s.runners, newRunner(s, &opt.Processes[i]))
+	if opt.Beats == nil {
+		opt.Beats = probe.NewBeats()
+		s.opt.Beats = opt.Beats
 	}
-	return s
+	for i := range opt.Processes {
+		r, err := newRunner(s, &opt.Processes[i])
+		if err != nil {
+			return nil, err
+		}
+		s.runners = append(s.runners, r)
+	}
+	return s, nil
 }
 
 // Run starts every process and returns when none is left running or
@@ -129,6 +145,9 @@ func (s *Supervisor) Stop(cause syscall.Signal) {
 	s.stopOnce.Do(func() {
 		s.opt.State.SetStopping()
 		s.opt.Log.Info("shutting down", "signal", config.SignalName(cause), "deadline", s.opt.Deadline.String())
+		if s.opt.BeforeStop != nil {
+			s.opt.BeforeStop()
+		}
 		close(s.stopping)
 		time.AfterFunc(s.opt.Deadline, func() { s.killOnce.Do(func() { close(s.kill) }) })
 	})

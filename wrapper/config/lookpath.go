@@ -1,0 +1,61 @@
+package config
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// LookupEnv returns the value of key in env (KEY=VALUE entries, the last wins).
+func LookupEnv(env []string, key string) string {
+	v, _ := LookupEnvOK(env, key)
+	return v
+}
+
+// LookupEnvOK returns the value of key in env and whether it is set.
+func LookupEnvOK(env []string, key string) (string, bool) {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], key+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// LookPath finds the program as a shell does, in the child's PATH (not the
+// wrapper's), inside chroot when one is set.
+func LookPath(file, pathEnv, chroot string) (string, error) {
+	if strings.Contains(file, "/") {
+		if err := executable(filepath.Join(chroot, file)); err != nil {
+			return "", fmt.Errorf("exec %q: %w", file, err)
+		}
+		return file, nil
+	}
+	if pathEnv == "" {
+		pathEnv = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	}
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, file)
+		if err := executable(filepath.Join(chroot, p)); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("exec %q: %w in PATH %s", file, exec.ErrNotFound, pathEnv)
+}
+
+func executable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return fs.ErrPermission
+	}
+	return nil
+}

@@ -1,0 +1,67 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/process-wrapper/process-wrapper/internal/logline"
+	"github.com/process-wrapper/process-wrapper/wrapper/state"
+)
+
+// ReadinessFile is the "started" marker: written once every process is
+// started and ready (and the post-start hooks have run), removed at
+// shutdown only: losing readiness later does not remove it.
+type ReadinessFile struct {
+	Path string
+	Log  *logline.Logger
+}
+
+// WaitAndWrite waits until the state is ready for the first time, then
+// writes the file. It returns when written, or when ctx ends.
+func (f *ReadinessFile) WaitAndWrite(ctx context.Context, st *state.Store) error {
+	for {
+		procs, changed, stopping := st.Watch()
+		if stopping {
+			return nil
+		}
+		if ok, _ := Report(Readiness, procs, false); ok {
+			return f.write()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+	}
+}
+
+func (f *ReadinessFile) write() error {
+	if f.Path == "" {
+		return nil
+	}
+	// write then rename: a reader never sees a half-written file
+	tmp := filepath.Join(filepath.Dir(f.Path), "."+filepath.Base(f.Path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(time.Now().UTC().Format(time.RFC3339Nano)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("readiness file: %w", err)
+	}
+	if err := os.Rename(tmp, f.Path); err != nil {
+		return fmt.Errorf("readiness file: %w", err)
+	}
+	f.Log.Info("every process is ready: wrote the readiness file", "path", f.Path)
+	return nil
+}
+
+// Remove deletes the file (at shutdown).
+func (f *ReadinessFile) Remove() {
+	if f.Path == "" {
+		return
+	}
+	if err := os.Remove(f.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		f.Log.Warn("cannot remove the readiness file", "path", f.Path, "err", err)
+	}
+}

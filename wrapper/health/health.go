@@ -1,0 +1,182 @@
+// Package health serves what kubelet and people ask the wrapper on :8111:
+// /liveness and /readiness (with ?wait), and /heartbeat/<process> for
+// heartBeat probes; it writes and removes the readiness file, and holds the
+// -wait client.
+package health
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/process-wrapper/process-wrapper/internal/logline"
+	"github.com/process-wrapper/process-wrapper/wrapper/probe"
+	"github.com/process-wrapper/process-wrapper/wrapper/state"
+)
+
+// Server answers the health endpoints from the state store. Nothing it
+// serves changes state, except heartbeats, which only loopback may send.
+type Server struct {
+	State        *state.Store
+	Beats        *probe.Beats
+	WaitDeadline time.Duration // how long ?wait waits
+	Log          *logline.Logger
+
+	mu    sync.Mutex
+	cache [2]cached // per Kind: the answer for one state version
+}
+
+// cached is an answer computed once per state change, so that kubelet's
+// polling costs no snapshot and no allocation while nothing changes.
+type cached struct {
+	version <-chan struct{}
+	ok      bool
+	body    []byte
+}
+
+// current answers kind for the state as it is now, and returns the channel
+// closed at the next change.
+func (s *Server) current(kind Kind) (bool, []byte, <-chan struct{}) {
+	version := s.State.Changed()
+	s.mu.Lock()
+	c := s.cache[kind]
+	s.mu.Unlock()
+	if c.version == version && version != nil {
+		return c.ok, c.body, version
+	}
+	procs, version, stopping := s.State.Watch()
+	ok, body := Report(kind, procs, stopping)
+	c = cached{version: version, ok: ok, body: []byte(body)}
+	s.mu.Lock()
+	s.cache[kind] = c
+	s.mu.Unlock()
+	return c.ok, c.body, version
+}
+
+// Handler returns the endpoints; mux is extended by other packages
+// (/metrics, /prommerge) in later issues.
+func (s *Server) Handler() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /liveness", func(w http.ResponseWriter, r *http.Request) { s.answer(w, r, Liveness) })
+	mux.HandleFunc("GET /readiness", func(w http.ResponseWriter, r *http.Request) { s.answer(w, r, Readiness) })
+	mux.HandleFunc("POST /heartbeat/{process}", s.heartbeat)
+	return mux
+}
+
+// Kind is the question an endpoint answers.
+type Kind int
+
+// The two questions.
+const (
+	Liveness Kind = iota
+	Readiness
+)
+
+// Report answers kind for a snapshot: whether it is 200, and the plain-text
+// body that names each failing process and why.
+func Report(kind Kind, procs []state.Process, stopping bool) (bool, string) {
+	var b strings.Builder
+	ok := true
+	if kind == Readiness && stopping {
+		ok = false
+		b.WriteString("wrapper: shutting down\n")
+	}
+	for i := range procs {
+		p := &procs[i]
+		good, why := p.Live()
+		if kind == Readiness {
+			good, why = p.Ready()
+		}
+		if !good {
+			ok = false
+			b.WriteString(p.Name)
+			b.WriteString(": ")
+			b.WriteString(why)
+			b.WriteByte('\n')
+		}
+	}
+	if ok {
+		return true, "ok\n"
+	}
+	return false, b.String()
+}
+
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, kind Kind) {
+	ok, body, changed := s.current(kind)
+	if !ok && r.URL.Query().Has("wait") {
+		deadline := time.NewTimer(s.WaitDeadline)
+		defer deadline.Stop()
+	wait:
+		for !ok {
+			select {
+			case <-changed:
+				ok, body, changed = s.current(kind)
+			case <-deadline.C:
+				break wait
+			case <-r.Context().Done():
+				return // the client went away
+			}
+		}
+	}
+	h := w.Header()
+	h["Content-Type"] = plainText
+	h["Cache-Control"] = noStore
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_, _ = w.Write(body)
+}
+
+var (
+	plainText = []string{"text/plain; charset=utf-8"}
+	noStore   = []string{"no-store"}
+)
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		http.Error(w, "heartbeats are accepted from loopback only", http.StatusForbidden)
+		return
+	}
+	name := r.PathValue("process")
+	if _, ok := s.State.Get(name); !ok {
+		http.Error(w, "no process named "+name, http.StatusNotFound)
+		return
+	}
+	s.Beats.Beat(name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// Listen binds addr now, so that a port in use is an error at start-up.
+func Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-http-address: %w", err)
+	}
+	return ln, nil
+}
+
+// Serve serves h on ln until ctx ends.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	})
+	defer stop()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,132 @@
+package supervisor
+
+import (
+	"context"
+	"sync"
+
+	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/probe"
+	"github.com/process-wrapper/process-wrapper/wrapper/state"
+)
+
+// probeSet is the probes of one process, built once at start-up (a probe
+// that cannot be built is a config error) and run anew for each run.
+type probeSet struct {
+	startup, readiness, liveness *probeSpec
+}
+
+type probeSpec struct {
+	typ     probe.Type
+	cfg     *config.Probe
+	checker probe.Checker
+}
+
+func newProbeSet(p *config.Process, t *probe.Target) (probeSet, error) {
+	var set probeSet
+	for _, x := range []struct {
+		typ probe.Type
+		cfg *config.Probe
+		dst **probeSpec
+	}{
+		{probe.Startup, p.Startup, &set.startup},
+		{probe.Readiness, p.Readiness, &set.readiness},
+		{probe.Liveness, p.Liveness, &set.liveness},
+	} {
+		if x.cfg == nil {
+			continue
+		}
+		c, err := probe.New(x.cfg, t)
+		if err != nil {
+			return set, err
+		}
+		*x.dst = &probeSpec{typ: x.typ, cfg: x.cfg, checker: c}
+	}
+	return set, nil
+}
+
+// runProbes starts the probes of the run now beginning, as kubelet does:
+// the startup probe first, then readiness and liveness together. A liveness
+// failure past its threshold, or a startup probe that fails for good, is
+// sent on unhealthy (once): the runner then restarts the process.
+func (r *runner) runProbes(ctx context.Context, wg *sync.WaitGroup, unhealthy chan<- string) {
+	set := r.probes
+	if set.startup == nil && set.readiness == nil && set.liveness == nil {
+		return
+	}
+	if r.heartbeats {
+		r.sup.opt.Beats.Beat(r.p.Name) // a new run has maxAge to send its first beat
+	}
+	signal := func(why string) {
+		select {
+		case unhealthy <- why:
+		default: // one restart request is enough
+		}
+	}
+	report := func(res probe.Result) { r.report(res, signal) }
+	worker := func(spec *probeSpec, until func(probe.Result) bool) *probe.Worker {
+		return &probe.Worker{Type: spec.typ, Probe: spec.cfg, Checker: spec.checker, Report: report, Until: until}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if s := set.startup; s != nil {
+			var last probe.Result
+			worker(s, func(res probe.Result) bool {
+				last = res
+				return res.OK || res.Failures >= s.cfg.FailureThreshold
+			}).Run(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			if !last.OK {
+				r.log().Warn("startup probe failed: restarting process", "process", r.p.Name, "failures", last.Failures, "reason", last.Reason)
+				r.setState(func(p *state.Process) { p.LiveFailed, p.ProbeReason = true, "startup: "+last.Reason })
+				signal("startup probe failed: " + last.Reason)
+				return
+			}
+			r.log().Info("startup probe passed", "process", r.p.Name, "checks", last.Checks)
+			r.setState(func(p *state.Process) { p.Started, p.ProbeReason = true, "" })
+		}
+		for _, spec := range []*probeSpec{set.readiness, set.liveness} {
+			if spec == nil {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				worker(spec, nil).Run(ctx)
+			}()
+		}
+	}()
+}
+
+// report takes one probe result into the process's state and logs changes.
+func (r *runner) report(res probe.Result, unhealthy func(why string)) {
+	name := r.p.Name
+	if res.Reason != "" {
+		r.log().Debug("probe check failed", "process", name, "probe", res.Type.String(), "failures", res.Failures, "reason", res.Reason)
+	}
+	switch res.Type {
+	case probe.Startup:
+		if !res.OK && res.Reason != "" {
+			r.setState(func(p *state.Process) { p.ProbeReason = "startup: " + res.Reason })
+		}
+	case probe.Readiness:
+		if !res.Changed {
+			return
+		}
+		if res.OK {
+			r.log().Info("readiness probe passed", "process", name)
+			r.setState(func(p *state.Process) { p.ProbeReady, p.ProbeReason = true, "" })
+		} else {
+			r.log().Warn("readiness probe failed", "process", name, "failures", res.Failures, "reason", res.Reason)
+			r.setState(func(p *state.Process) { p.ProbeReady, p.ProbeReason = false, "readiness: "+res.Reason })
+		}
+	case probe.Liveness:
+		if res.Changed && !res.OK {
+			r.log().Warn("liveness probe failed: restarting process", "process", name, "failures", res.Failures, "reason", res.Reason)
+			r.setState(func(p *state.Process) { p.LiveFailed, p.ProbeReason = true, "liveness: "+res.Reason })
+			unhealthy("liveness probe failed: " + res.Reason)
+		}
+	}
+}

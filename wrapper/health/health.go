@@ -5,13 +5,13 @@
 package health
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"context"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"

@@ -8,8 +8,8 @@ import (
 	"net/url"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // AMQPDefaults are the wrapper's AMQP_PROBE_RABBITMQ_* variables: a DSN

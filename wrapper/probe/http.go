@@ -1,13 +1,13 @@
 package probe
 
 import (
-	"errors"
-	"net/url"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"unicode/utf8"
 

@@ -1,9 +1,9 @@
 package probe
 
 import (
-	"strings"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"

@@ -35,29 +35,49 @@ func WaitReady(ctx context.Context, base string, deadline time.Duration) error {
 	client := &http.Client{}
 	last := "no answer yet"
 	retry := 50 * time.Millisecond
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readiness?wait", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+	// ask once without waiting, so that a deadline shorter than the
+	// server's ?wait still reports why the wrapper is not ready
+	for _, query := range []string{"", "?wait"} {
+		for {
+			ok, answer, err := ask(ctx, client, base+"/readiness"+query)
+			if ok {
 				return nil
 			}
-			last = fmt.Sprintf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
-		} else if ctx.Err() == nil {
-			last = err.Error()
+			if answer != "" {
+				last = answer
+			} else if ctx.Err() == nil && err != nil {
+				last = err.Error()
+			}
+			if err == nil && query == "" {
+				break // answered 503: now wait for the change
+			}
+			t := time.NewTimer(retry)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("not ready after %s: %s", deadline, last)
+			case <-t.C:
+			}
+			retry = min(2*retry, time.Second)
 		}
-		t := time.NewTimer(retry)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("not ready after %s: %s", deadline, last)
-		case <-t.C:
-		}
-		retry = min(2*retry, time.Second)
 	}
+	return fmt.Errorf("not ready after %s: %s", deadline, last)
+}
+
+// ask GETs url: whether it answered 200, and the body of another answer.
+func ask(ctx context.Context, client *http.Client, url string) (bool, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false, "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false, "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode == http.StatusOK {
+		return true, "", nil
+	}
+	return false, fmt.Sprintf("status %d: %s", resp.StatusCode, strings.Join(strings.Fields(string(body)), " ")), nil
 }

@@ -12,7 +12,7 @@ BINARIES := process-wrapper shared-lock metadata-mock metrics-mock
 MODULES := internal wrapper sharedlock metadatamock metricsmock prommerge
 FUZZTIME ?= 10s
 
-.PHONY: all build run test test-unit test-race test-fuzz test-integration vet bench clean
+.PHONY: all build run test test-unit test-race test-fuzz test-integration vet bench clean services
 
 all: build
 
@@ -33,7 +33,11 @@ vet:
 	$(GO) vet $(addsuffix /...,$(addprefix ./,$(MODULES) cmd integration))
 	@out=$$(gofmt -l $(MODULES) cmd integration); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: vet test-race test-unit test-fuzz test-integration
+test: vet services test-race test-unit test-fuzz test-integration
+
+# PostgreSQL and RabbitMQ on loopback for the sql and amqp probe tests
+services:
+	.ci/services
 
 # the wrapper module under the race detector (its end-to-end tests then run a
 # race-built wrapper binary too)

@@ -1,0 +1,218 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/process-wrapper/process-wrapper/internal/waitfor"
+)
+
+// The real servers of .ci/services (started by `make test`).
+func pgDSN(t *testing.T) string {
+	dsn := os.Getenv("PW_TEST_PG_DSN")
+	if dsn == "" {
+		dsn = "postgres://pw:pw-secret@127.0.0.1:55432/pw?sslmode=disable"
+	}
+	need(t, dsn, "127.0.0.1:55432", "PostgreSQL")
+	return dsn
+}
+
+func amqpDSN(t *testing.T) string {
+	dsn := os.Getenv("PW_TEST_AMQP_DSN")
+	if dsn == "" {
+		dsn = "amqp://guest:guest@127.0.0.1:56720/"
+	}
+	need(t, dsn, "127.0.0.1:56720", "RabbitMQ")
+	return dsn
+}
+
+func need(t *testing.T, dsn, addr, what string) {
+	t.Helper()
+	if os.Getenv("PW_TEST_PG_DSN") != "" || os.Getenv("PW_TEST_AMQP_DSN") != "" {
+		return
+	}
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatalf("%s is not running on %s: start it with .ci/services (make test does): %v", what, addr, err)
+	}
+	c.Close()
+}
+
+// proxy forwards a loopback port to target until cut; it belongs to the
+// test, so cutting it never disturbs the server other tests share.
+type proxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+	addr   string
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	p := &proxy{target: target}
+	p.listen(t, "127.0.0.1:0")
+	t.Cleanup(p.cut)
+	return p
+}
+
+func (p *proxy) listen(t *testing.T, addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ln, p.addr = ln, ln.Addr().String()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() { io.Copy(c, s); c.Close() }()
+		}
+	}()
+}
+
+// cut closes the listener and every connection: the server is gone.
+func (p *proxy) cut() {
+	p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *proxy) restore(t *testing.T) { p.listen(t, p.addr) }
+
+func replaceHost(dsn, addr string) string {
+	for _, a := range []string{"127.0.0.1:55432", "127.0.0.1:56720"} {
+		dsn = strings.Replace(dsn, a, addr, 1)
+	}
+	return dsn
+}
+
+func TestSQL(t *testing.T) {
+	dsn := pgDSN(t)
+	noLeak(t)
+	wantErr(t, check(t, fmt.Sprintf("sql: {dsn: %q}", dsn), nil), "")
+	wantErr(t, check(t, fmt.Sprintf("sql: {dsn: %q, query: 'SELECT 41 + 1', expect: '42'}", dsn), nil), "")
+	wantErr(t, check(t, fmt.Sprintf("sql: {dsn: %q, query: 'SELECT NULL', expect: 'x'}", dsn), nil), `returned NULL, want "x"`)
+	wantErr(t, check(t, fmt.Sprintf("sql: {dsn: %q, query: 'SELECT 1 WHERE false', expect: '1'}", dsn), nil), "returned no row")
+	wantErr(t, check(t, fmt.Sprintf("sql: {dsn: %q, query: \"SELECT 'up'\", expect: 'down'}", dsn), nil), `returned "up", want "down"`)
+	wantErr(t, check(t, fmt.Sprintf("sql: {dsn: %q, query: 'SELECT * FROM no_such_table'}", dsn), nil), `relation "no_such_table" does not exist`)
+
+	bad := strings.Replace(dsn, "pw-secret", "wrong-s3cret", 1)
+	err := check(t, fmt.Sprintf("sql: {dsn: %q}", bad), nil)
+	if err == nil || !strings.Contains(err.Error(), "password authentication failed") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("wrong password: %v", err)
+	}
+
+	// a query longer than the timeout: the check ends by its timeout and the
+	// server's backend goes away with the connection
+	wantErr(t, check(t, fmt.Sprintf("sql: {dsn: %q, query: 'SELECT pg_sleep(30)'}\ntimeoutSeconds: 1", dsn), nil), "timed out after 1s")
+	conn, err := pgconn.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	waitfor.Condition(t, 10*time.Second, "the probe's backend to end", func() bool {
+		res, err := conn.Exec(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'").ReadAll()
+		return err == nil && string(res[0].Rows[0][0]) == "0"
+	})
+}
+
+func TestSQLServerGoneMidRun(t *testing.T) {
+	dsn := pgDSN(t)
+	p := newProxy(t, "127.0.0.1:55432")
+	probeDSN := replaceHost(dsn, p.addr)
+	wantErr(t, check(t, fmt.Sprintf("sql: {dsn: %q}", probeDSN), nil), "")
+	p.cut()
+	wantErr(t, check(t, fmt.Sprintf("sql: {dsn: %q}", probeDSN), nil), "connection refused")
+	p.restore(t)
+	wantErr(t, check(t, fmt.Sprintf("sql: {dsn: %q}", probeDSN), nil), "")
+}
+
+func TestAMQP(t *testing.T) {
+	dsn := amqpDSN(t)
+	conn, err := amqp.Dial(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("pw-probe-test", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	noLeak(t)
+	wantErr(t, check(t, fmt.Sprintf("amqp: {dsn: %q}", dsn), nil), "")
+	wantErr(t, check(t, fmt.Sprintf("amqp: {dsn: %q, queue: pw-probe-test}", dsn), nil), "")
+	wantErr(t, check(t, fmt.Sprintf("amqp: {dsn: %q, queue: no-such-queue}", dsn), nil), "NOT_FOUND")
+	err = check(t, fmt.Sprintf("amqp: {dsn: %q}", strings.Replace(dsn, "guest:guest", "guest:wr0ng-s3cret", 1)), nil)
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "guest:xxxxx@") {
+		t.Errorf("wrong password: %v", err)
+	}
+
+	// the DSN from the wrapper's template and credentials
+	tmpl := &Target{Process: "p", AMQP: AMQPDefaults{DSNTemplate: "amqp://$(AMQP_PROBE_RABBITMQ_USER):$(AMQP_PROBE_RABBITMQ_PASS)@127.0.0.1:56720/", User: "guest", Pass: "guest"}}
+	wantErr(t, check(t, "amqp: {queue: pw-probe-test}", tmpl), "")
+	plain := &Target{Process: "p", AMQP: AMQPDefaults{DSNTemplate: "amqp://127.0.0.1:56720/", User: "guest", Pass: "guest"}}
+	wantErr(t, check(t, "amqp: {}", plain), "")
+	if _, err := New(parseProbe(t, "amqp: {}"), &Target{Process: "p"}); err == nil || !strings.Contains(err.Error(), "AMQP_PROBE_RABBITMQ_DSN_TEMPLATE") {
+		t.Errorf("no dsn and no template: %v", err)
+	}
+
+	// a server that accepts but never speaks: the handshake ends by the timeout
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	silent := &proxy{}
+	defer silent.cut()
+	silent.ln = ln
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			silent.mu.Lock()
+			silent.conns = append(silent.conns, c)
+			silent.mu.Unlock()
+		}
+	}()
+	wantErr(t, check(t, fmt.Sprintf("amqp: {dsn: 'amqp://guest:guest@%s/'}\ntimeoutSeconds: 1", ln.Addr()), nil), "timed out after 1s")
+}
+
+func TestAMQPServerGoneMidRun(t *testing.T) {
+	dsn := amqpDSN(t)
+	p := newProxy(t, "127.0.0.1:56720")
+	probeDSN := replaceHost(dsn, p.addr)
+	wantErr(t, check(t, fmt.Sprintf("amqp: {dsn: %q}", probeDSN), nil), "")
+	p.cut()
+	wantErr(t, check(t, fmt.Sprintf("amqp: {dsn: %q}", probeDSN), nil), "connection refused")
+	p.restore(t)
+	wantErr(t, check(t, fmt.Sprintf("amqp: {dsn: %q}", probeDSN), nil), "")
+}

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/process-wrapper/process-wrapper/internal/waitfor"
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // The real servers of .ci/services (started by `make test`).

@@ -126,7 +126,8 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 	// idle (milliseconds), and the wrapper exits right after run returns.
 
 	rp := reaper.New()
-	if _, err := reaper.BecomeSubreaper(); err != nil {
+	reaps, err := reaper.BecomeSubreaper()
+	if err != nil {
 		log.Warn("cannot become a child subreaper: orphans of the processes will not be reaped by the wrapper", "err", err)
 	}
 	reaperDone := make(chan struct{})
@@ -149,6 +150,7 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 		Format:     format,
 		Environ:    os.Environ(),
 		Deadline:   opts.GracefulShutdownDeadline,
+		Reaps:      reaps,
 		Beats:      beats,
 		AMQP:       probe.AMQPDefaults{DSNTemplate: os.Getenv("AMQP_PROBE_RABBITMQ_DSN_TEMPLATE"), User: os.Getenv("AMQP_PROBE_RABBITMQ_USER"), Pass: os.Getenv("AMQP_PROBE_RABBITMQ_PASS")},
 		BeforeStop: readyFile.Remove,

@@ -39,15 +39,16 @@ type constructor func(p *config.Probe, t *Target) (Checker, error)
 
 // kinds is the registry: one entry per check kind of config.Probe.
 var kinds = map[string]constructor{
-	"http":      newHTTP,
-	"tcp":       newTCP,
-	"exec":      newExec,
-	"grpc":      newGRPC,
-	"file":      newFile,
-	"env":       newEnv,
-	"sql":       newSQL,
-	"amqp":      newAMQP,
-	"heartBeat": newHeartBeat,
+	"http":        newHTTP,
+	"tcp":         newTCP,
+	"exec":        newExec,
+	"grpc":        newGRPC,
+	"file":        newFile,
+	"env":         newEnv,
+	"sql":         newSQL,
+	"amqp":        newAMQP,
+	"heartBeat":   newHeartBeat,
+	"floatingPid": newFloatingPid,
 }
 
 // New builds the checker of probe p for target t.

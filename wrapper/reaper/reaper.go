@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,13 +55,19 @@ func (e Exit) String() string {
 type Reaper struct {
 	mu      sync.Mutex
 	waiting map[int]chan Exit
+	pidfds  map[int]int // adopted pids: a pidfd each, so a signal never reaches a reused pid
+	recent  map[int]Exit
+	order   []int // recent's pids, oldest first
 	orphans atomic.Uint64
 	sigs    chan os.Signal
 }
 
+// recentOrphans bounds how many orphan exits are kept for a late Adopt.
+const recentOrphans = 1024
+
 // New returns a reaper; Run must be called for it to reap.
 func New() *Reaper {
-	r := &Reaper{waiting: make(map[int]chan Exit), sigs: make(chan os.Signal, 1)}
+	r := &Reaper{waiting: make(map[int]chan Exit), pidfds: make(map[int]int), recent: make(map[int]Exit), sigs: make(chan os.Signal, 1)}
 	signal.Notify(r.sigs, syscall.SIGCHLD)
 	return r
 }
@@ -93,6 +101,56 @@ func (r *Reaper) Start(path string, argv []string, attr *syscall.ProcAttr) (int,
 	return pid, ch, nil
 }
 
+// Adopt registers pid, a process the wrapper did not start but inherited
+// (a daemon that a supervised process forked before exiting), as if it had
+// been started through Start. If it has already exited and been reaped as an
+// orphan, its exit is delivered at once. It must be a child of the wrapper
+// (which it is once its parent exited, the wrapper being PID 1 or a
+// subreaper): only then is its exit status the wrapper's to collect.
+func (r *Reaper) Adopt(pid int) (<-chan Exit, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ch := make(chan Exit, 1)
+	if e, ok := r.recent[pid]; ok {
+		delete(r.recent, pid)
+		ch <- e
+		return ch, nil
+	}
+	if _, ok := r.waiting[pid]; ok {
+		return nil, fmt.Errorf("pid %d is already supervised", pid)
+	}
+	ppid, err := parentOf(pid)
+	if err != nil {
+		return nil, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	if ppid != os.Getpid() {
+		return nil, fmt.Errorf("pid %d is not a child of the wrapper (its parent is %d): the wrapper must be PID 1 or a subreaper, and the daemon a descendant of the process", pid, ppid)
+	}
+	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+		r.pidfds[pid] = fd
+	}
+	r.waiting[pid] = ch
+	return ch, nil
+}
+
+// parentOf reads the parent pid of pid from /proc.
+func parentOf(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, errors.New("no such process")
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("unreadable /proc stat")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0, errors.New("unreadable /proc stat")
+	}
+	return strconv.Atoi(f[1])
+}
+
 // Signal sends sig to the registered, not yet reaped process pid; to its
 // whole process group when group is true. Holding the lock that the reap loop
 // holds around wait4 guarantees that the pid (and so the group id) has not
@@ -102,6 +160,16 @@ func (r *Reaper) Signal(pid int, sig syscall.Signal, group bool) error {
 	defer r.mu.Unlock()
 	if _, ok := r.waiting[pid]; !ok {
 		return os.ErrProcessDone
+	}
+	if fd, ok := r.pidfds[pid]; ok {
+		// an adopted daemon: by its pidfd, and its group only if it leads one
+		if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
+			return fmt.Errorf("pidfd_send_signal(%d, %s): %w", pid, sig, err)
+		}
+		if pg, err := syscall.Getpgid(pid); group && err == nil && pg == pid {
+			_ = syscall.Kill(-pid, sig)
+		}
+		return nil
 	}
 	target := pid
 	if group {
@@ -115,6 +183,16 @@ func (r *Reaper) Signal(pid int, sig syscall.Signal, group bool) error {
 
 // Orphans counts the processes reaped that nobody had registered.
 func (r *Reaper) Orphans() uint64 { return r.orphans.Load() }
+
+// remember keeps an orphan's exit for a late Adopt, bounded.
+func (r *Reaper) remember(e Exit) {
+	if len(r.order) >= recentOrphans {
+		delete(r.recent, r.order[0])
+		r.order = r.order[1:]
+	}
+	r.recent[e.Pid] = e
+	r.order = append(r.order, e.Pid)
+}
 
 // Run reaps until ctx ends. Each SIGCHLD triggers a loop of
 // wait4(-1, WNOHANG) until no exited child is left.
@@ -147,6 +225,13 @@ func (r *Reaper) reapAll() {
 		e.Pid = pid
 		ch, ok := r.waiting[pid]
 		delete(r.waiting, pid)
+		if fd, has := r.pidfds[pid]; has {
+			syscall.Close(fd)
+			delete(r.pidfds, pid)
+		}
+		if !ok {
+			r.remember(e)
+		}
 		r.mu.Unlock()
 		if ok {
 			ch <- e // buffered: never blocks

@@ -3,6 +3,10 @@ package reaper
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -97,5 +101,70 @@ func TestSignalGroupAndExitCodes(t *testing.T) {
 	// a reaped pid is never signalled again
 	if err := r.Signal(pid, syscall.SIGTERM, false); err == nil {
 		t.Error("signalled a reaped pid")
+	}
+}
+
+// startDaemon runs a shell that backgrounds script and prints its pid.
+func startDaemon(t *testing.T, r *Reaper, script string) int {
+	t.Helper()
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	_, ch, err := r.Start("/bin/sh", []string{"sh", "-c", script + " & echo $!"}, &syscall.ProcAttr{Files: []uintptr{0, wr.Fd(), 2}})
+	wr.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rd)
+	if e := <-ch; e.Code() != 0 {
+		t.Fatalf("shell exited %s", e)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+func TestAdopt(t *testing.T) {
+	if _, err := BecomeSubreaper(); err != nil {
+		t.Fatal(err)
+	}
+	r := New()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	// a daemon still running when adopted: its own exit status arrives
+	pid := startDaemon(t, r, "sleep 0.3; exit 4")
+	ch, err := r.Adopt(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := <-ch; e.Pid != pid || e.Code() != 4 {
+		t.Errorf("adopted daemon: %+v code %d", e, e.Code())
+	}
+	// a daemon that died before adoption: its exit was kept for it
+	before := r.Orphans()
+	pid = startDaemon(t, r, "exit 5")
+	waitfor.Condition(t, 5*time.Second, "the early orphan to be reaped", func() bool { return r.Orphans() > before })
+	ch, err = r.Adopt(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-ch:
+		if e.Code() != 5 {
+			t.Errorf("late adoption: code %d", e.Code())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the early exit was lost")
+	}
+	// not our child: refused, never signalled
+	if _, err := r.Adopt(os.Getppid()); err == nil || !strings.Contains(err.Error(), "not a child of the wrapper") {
+		t.Errorf("adopting a stranger: %v", err)
 	}
 }

@@ -31,7 +31,8 @@ type runner struct {
 	relays sync.WaitGroup // relay goroutines of every start, owned here
 
 	probes     probeSet
-	heartbeats bool // a heartBeat probe without a file: beats come over HTTP
+	heartbeats bool   // a heartBeat probe without a file: beats come over HTTP
+	pidFile    string // a floatingPid probe's: the daemon whose pid it holds is the process
 
 	mu    sync.Mutex
 	pid   int        // main pid while running, 0 otherwise
@@ -65,6 +66,15 @@ func newRunner(s *Supervisor, p *config.Process) (*runner, error) {
 		if pr != nil && pr.HeartBeat != nil && pr.HeartBeat.File == "" {
 			r.heartbeats = true
 		}
+		if pr != nil && pr.FloatingPid != nil {
+			if r.pidFile != "" && r.pidFile != pr.FloatingPid.PidFile {
+				return nil, fmt.Errorf("process %q: floatingPid probes name two pid files", p.Name)
+			}
+			r.pidFile = pr.FloatingPid.PidFile
+		}
+	}
+	if r.pidFile != "" && !s.opt.Reaps {
+		return nil, fmt.Errorf("process %q: a floatingPid probe needs the wrapper to be PID 1 or a child subreaper, so that the daemon becomes its child", p.Name)
 	}
 	return r, nil
 }
@@ -175,8 +185,27 @@ func (r *runner) once() (code int, stopped bool) {
 	defer func() { cancelProbes(); probes.Wait() }()
 
 	var e reaper.Exit
+	adopted := false
+wait:
 	select {
 	case e = <-exitCh:
+		if r.pidFile != "" && !adopted && e.Code() == 0 {
+			// the process forked its daemon and exited: follow the daemon
+			dpid, dch, err := r.adopt(pctx)
+			if err != nil {
+				r.log().Error("cannot follow the daemon of the process", "process", r.p.Name, "pid_file", r.pidFile, "err", err)
+				r.setState(func(p *state.Process) { p.Reason = err.Error() })
+				e = reaper.Exit{Pid: pid, Status: syscall.WaitStatus(1 << 8)} // exit code 1
+				break
+			}
+			r.log().Info("following the daemon's pid", "process", r.p.Name, "pid", dpid, "parent", pid, "pid_file", r.pidFile)
+			pid, exitCh, adopted = dpid, dch, true
+			r.mu.Lock()
+			r.pid = pid
+			r.mu.Unlock()
+			r.setState(func(p *state.Process) { p.Pid = pid })
+			goto wait
+		}
 	case <-s.stopping:
 		stopped = true
 		r.setState(func(p *state.Process) { p.Phase = state.Stopping })
@@ -199,6 +228,33 @@ func (r *runner) once() (code int, stopped bool) {
 	}
 	level("process exited", "process", r.p.Name, "pid", pid, "code", e.Code(), "exit", e.String())
 	return e.Code(), stopped
+}
+
+// adopt reads the pid file (waiting for it to name a live pid, up to the
+// graceful-shutdown deadline) and registers that pid with the reaper.
+func (r *runner) adopt(ctx context.Context) (int, <-chan reaper.Exit, error) {
+	deadline := time.Now().Add(r.sup.opt.Deadline)
+	var last error
+	for {
+		pid, err := probe.ReadPidFile(r.pidFile)
+		if err == nil {
+			ch, aerr := r.sup.opt.Reaper.Adopt(pid)
+			if aerr == nil {
+				return pid, ch, nil
+			}
+			err = aerr
+		}
+		last = err
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, nil, last
+		}
+		select {
+		case <-ctx.Done():
+		case <-r.sup.stopping:
+			return 0, nil, fmt.Errorf("shutdown before the daemon was found: %w", last)
+		case <-time.After(50 * time.Millisecond): // polling the pid file the daemon is about to write
+		}
+	}
 }
 
 // stop sends the stop signal to the main pid and waits for the exit; at the

@@ -45,6 +45,7 @@ type Options struct {
 	Deadline  time.Duration // -graceful-shutdown-deadline
 	Backoff   Backoff       // zero: DefaultBackoff
 	Drain     time.Duration // zero: DefaultDrain
+	Reaps     bool          // the wrapper is PID 1 or a child subreaper: orphans are its children
 	Beats     *probe.Beats  // heartbeats received over HTTP
 	AMQP      probe.AMQPDefaults
 	// BeforeStop runs at the start of the shutdown, after the state says

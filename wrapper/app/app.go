@@ -20,6 +20,7 @@ import (
 	"github.com/process-wrapper/process-wrapper/wrapper/cli"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
 	"github.com/process-wrapper/process-wrapper/wrapper/health"
+	"github.com/process-wrapper/process-wrapper/wrapper/hook"
 	"github.com/process-wrapper/process-wrapper/wrapper/probe"
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
 	"github.com/process-wrapper/process-wrapper/wrapper/relay"
@@ -165,10 +166,21 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 		return ExitUsage
 	}
 	hs := &health.Server{State: st, Beats: beats, WaitDeadline: opts.WaitDeadline, Log: log}
+	hooks := &hook.Runner{Reaper: rp, State: st, Log: log, Environ: sup.Environ}
+	for _, p := range procs {
+		hooks.Hooks = append(hooks.Hooks, p.PostStart...)
+	}
+	if len(hooks.Hooks) > 0 {
+		st.SetGate(hook.Gate)
+	}
 	var bg sync.WaitGroup // goroutines that end with ctx
 	defer bg.Wait()
 	defer cancel()
-	bg.Add(2)
+	bg.Add(3)
+	go func() {
+		defer bg.Done()
+		hooks.Run(ctx)
+	}()
 	go func() {
 		defer bg.Done()
 		if err := health.Serve(ctx, ln, hs.Handler()); err != nil {

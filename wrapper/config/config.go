@@ -47,7 +47,10 @@ type Process struct {
 	LogLabels     []KV
 	// Startup, Readiness and Liveness are the probes, nil when not set.
 	Startup, Readiness, Liveness *Probe
-	Line                         int // where the process is defined
+	// PostStart hooks run once per wrapper start, when every process is
+	// ready for the first time.
+	PostStart []Hook
+	Line      int // where the process is defined
 }
 
 // rawProcess is the config entry as written, Kubernetes aliases included.
@@ -73,6 +76,8 @@ type rawProcess struct {
 	ReadinessProbe *rawProbe `yaml:"readinessProbe"`
 	Liveness       *rawProbe `yaml:"liveness"`
 	LivenessProbe  *rawProbe `yaml:"livenessProbe"`
+
+	PostStart []rawHook `yaml:"postStart"`
 }
 
 type rawEnvVar struct {
@@ -297,6 +302,14 @@ func validate(d *decoder, n *yaml.Node, raw *rawProcess) Process {
 		case pr.theirs != nil:
 			*pr.dst = validateProbe(d, child(n, pr.k8s), pr.k8s, pr.which, pr.theirs)
 		}
+	}
+	hooksNode := child(n, "postStart")
+	for i := range raw.PostStart {
+		item := hooksNode
+		if hooksNode.Kind == yaml.SequenceNode && i < len(hooksNode.Content) {
+			item = hooksNode.Content[i]
+		}
+		p.PostStart = append(p.PostStart, validateHook(d, item, fmt.Sprintf("postStart[%d]", i), p.Name, i, &raw.PostStart[i]))
 	}
 	return p
 }

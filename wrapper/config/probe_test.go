@@ -102,3 +102,28 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+func TestHookErrors(t *testing.T) {
+	cases := map[string]string{
+		"postStart: [{}]": `field "postStart[0]": needs a command`,
+		"postStart: [{command: [x], sql: {dsn: d, statements: [s]}}]": `field "postStart[0]": has both command and sql`,
+		"postStart: [{sql: {dsn: d}}]":                                `field "postStart[0].sql.statements": required`,
+		"postStart: [{sql: {statements: [s]}}]":                       `field "postStart[0].sql.dsn": required`,
+		"postStart: [{command: [x], timeoutSeconds: 0}]":              `field "postStart[0].timeoutSeconds": must be at least 1`,
+		"postStart: [{command: [x], retries: 3}]":                     `field "postStart[0].retries": unknown field`,
+	}
+	for src, want := range cases {
+		_, err := Parse("h.yaml", []byte("- name: a\n  entrypoint: x\n  "+src+"\n"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", src, err, want)
+		}
+	}
+	procs, err := Parse("h.yaml", []byte("- name: a\n  entrypoint: x\n  postStart: [{command: [warm, up], env: {A: b}}, {sql: {dsn: d, statements: [s]}, timeoutSeconds: 5}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := procs[0].PostStart
+	if len(h) != 2 || h[0].Process != "a" || h[0].Timeout != DefaultHookTimeout || h[1].Index != 1 || h[1].Timeout != 5*time.Second || h[1].SQL.DSN != "d" {
+		t.Errorf("hooks %+v", h)
+	}
+}

@@ -25,11 +25,11 @@ type ReadinessFile struct {
 // writes the file. It returns when written, or when ctx ends.
 func (f *ReadinessFile) WaitAndWrite(ctx context.Context, st *state.Store) error {
 	for {
-		procs, changed, stopping := st.Watch()
-		if stopping {
+		view, changed := st.Watch()
+		if view.Stopping {
 			return nil
 		}
-		if ok, _ := Report(Readiness, procs, false); ok {
+		if ok, _ := Report(Readiness, view); ok {
 			return f.write()
 		}
 		select {

@@ -49,8 +49,8 @@ func (s *Server) current(kind Kind) (bool, []byte, <-chan struct{}) {
 	if c.version == version && version != nil {
 		return c.ok, c.body, version
 	}
-	procs, version, stopping := s.State.Watch()
-	ok, body := Report(kind, procs, stopping)
+	view, version := s.State.Watch()
+	ok, body := Report(kind, view)
 	c = cached{version: version, ok: ok, body: []byte(body)}
 	s.mu.Lock()
 	s.cache[kind] = c
@@ -77,17 +77,21 @@ const (
 	Readiness
 )
 
-// Report answers kind for a snapshot: whether it is 200, and the plain-text
-// body that names each failing process and why.
-func Report(kind Kind, procs []state.Process, stopping bool) (bool, string) {
+// Report answers kind for a view of the state: whether it is 200, and the
+// plain-text body that names each failing process and why.
+func Report(kind Kind, v state.View) (bool, string) {
 	var b strings.Builder
 	ok := true
-	if kind == Readiness && stopping {
+	if kind == Readiness && v.Stopping {
 		ok = false
 		b.WriteString("wrapper: shutting down\n")
 	}
-	for i := range procs {
-		p := &procs[i]
+	if kind == Readiness && v.Gate != "" && !v.Stopping {
+		ok = false
+		b.WriteString("wrapper: " + v.Gate + "\n")
+	}
+	for i := range v.Procs {
+		p := &v.Procs[i]
 		good, why := p.Live()
 		if kind == Readiness {
 			good, why = p.Ready()

@@ -91,6 +91,14 @@ type Store struct {
 	index    map[string]int
 	changed  chan struct{}
 	stopping bool
+	gate     string // why the wrapper as a whole is not ready yet (post-start hooks)
+}
+
+// View is the whole state at one instant.
+type View struct {
+	Procs    []Process
+	Stopping bool   // the wrapper is shutting down
+	Gate     string // non-empty: the wrapper is not ready for this reason (post-start hooks)
 }
 
 // New returns a store with every named process pending.
@@ -150,12 +158,22 @@ func (s *Store) Snapshot() ([]Process, <-chan struct{}) {
 	return append([]Process(nil), s.procs...), s.changed
 }
 
-// Watch returns a snapshot, the channel closed at the next change, and
-// whether the wrapper is shutting down, all taken at one instant.
-func (s *Store) Watch() ([]Process, <-chan struct{}, bool) {
+// Watch returns the state and the channel closed at the next change, taken
+// at one instant.
+func (s *Store) Watch() (View, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Process(nil), s.procs...), s.changed, s.stopping
+	return View{Procs: append([]Process(nil), s.procs...), Stopping: s.stopping, Gate: s.gate}, s.changed
+}
+
+// SetGate holds the wrapper's readiness back for reason; "" opens it.
+func (s *Store) SetGate(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gate != reason {
+		s.gate = reason
+		s.notifyLocked()
+	}
 }
 
 // Changed returns the channel that is closed at the next change: it

@@ -154,6 +154,21 @@ func (s *Supervisor) Stop(cause syscall.Signal) {
 	})
 }
 
+// Environ returns the environment of the current run of process name (the
+// wrapper's own, filtered, before its first run).
+func (s *Supervisor) Environ(name string) []string {
+	for _, r := range s.runners {
+		if r.p.Name == name {
+			if env := r.environ(); env != nil {
+				return env
+			}
+			env, _, _ := r.p.Environ(s.opt.Environ)
+			return env
+		}
+	}
+	return nil
+}
+
 // Forward sends sig to the main pid of every running process.
 func (s *Supervisor) Forward(sig syscall.Signal) {
 	for _, r := range s.runners {

@@ -1,0 +1,55 @@
+package reaper
+
+import (
+	"context"
+	"io"
+	"os"
+	"syscall"
+	"time"
+)
+
+// OutputLimit is how much of a command's output Exec keeps.
+const OutputLimit = 4 << 10
+
+// Exec runs a short command (an exec probe, a hook) to its end: in its own
+// process group, stdin /dev/null, stdout and stderr together in one pipe of
+// which the first OutputLimit bytes are kept. When ctx ends first, the
+// whole group is killed and ctx's error returned with what it had written.
+func (r *Reaper) Exec(ctx context.Context, path string, argv, env []string) (Exit, []byte, error) {
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		return Exit{}, nil, err
+	}
+	defer devNull.Close()
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		return Exit{}, nil, err
+	}
+	defer rd.Close()
+	pid, exited, err := r.Start(path, argv, &syscall.ProcAttr{
+		Env:   env,
+		Files: []uintptr{devNull.Fd(), wr.Fd(), wr.Fd()},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	})
+	wr.Close()
+	if err != nil {
+		return Exit{}, nil, err
+	}
+	out := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(rd, OutputLimit))
+		_, _ = io.Copy(io.Discard, rd) // keep draining so the command never blocks on a full pipe
+		out <- b
+	}()
+	var e Exit
+	var runErr error
+	select {
+	case e = <-exited:
+	case <-ctx.Done():
+		_ = r.Signal(pid, syscall.SIGKILL, true)
+		e, runErr = <-exited, ctx.Err()
+	}
+	// a grandchild in another group could hold the pipe: bound the drain
+	_ = rd.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	return e, <-out, runErr
+}

@@ -6,9 +6,12 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,6 +68,9 @@ func main() {
 	fmt.Println()
 	fmt.Println("## PID 1 and size")
 	pid1AndSize()
+	fmt.Println()
+	fmt.Println("## 100 processes with 1 s http probes")
+	loadTable()
 }
 
 func fail(err error) {
@@ -420,4 +426,100 @@ func pid1AndSize() {
 		}
 	}
 	fmt.Printf("| zombies left as PID 1 after 1,000 orphans | %s (exit err %v) | 0 |\n", zombies, err)
+}
+
+// loadTable runs 100 processes whose readiness probes ask an HTTP endpoint
+// every second, measures the wrapper's CPU share, and compares /readiness
+// requests/s under wrk with a bare net/http handler behind the same wrk.
+func loadTable() {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		fmt.Println("(wrk is not installed: skipped)")
+		return
+	}
+	target := freeAddr()
+	srv := exec.Command(child, "bare", target)
+	if err := srv.Start(); err != nil {
+		fail(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	var b strings.Builder
+	for i := 0; i < 100; i++ {
+		fmt.Fprintf(&b, "- {name: p%d, entrypoint: CHILD, args: [sleep], readiness: {http: {url: 'http://%s/'}, periodSeconds: 1}}\n", i, target)
+	}
+	cfg := writeConfig("load.yaml", b.String())
+	addr := freeAddr()
+	w := exec.Command(wrapper, "-config", cfg, "-http-address", addr, "-readiness-file", filepath.Join(tmp, "load-started"))
+	w.Stdout, w.Stderr = io.Discard, io.Discard
+	if err := w.Start(); err != nil {
+		fail(err)
+	}
+	defer func() { w.Process.Signal(syscall.SIGTERM); w.Wait() }()
+	// ready once every probe passed
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if resp, err := http.Get("http://" + addr + "/readiness"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			fail(errors.New("the 100 processes never became ready"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	before := cpuTicks(w.Process.Pid)
+	time.Sleep(*idleFor) // the period being measured
+	ticks := cpuTicks(w.Process.Pid) - before
+	share := float64(ticks) / 100 / idleFor.Seconds() * 100 // clock ticks are 1/100 s
+	rss, _ := status(w.Process.Pid)
+	fmt.Printf("| figure | value | goal |\n|---|---|---|\n")
+	fmt.Printf("| wrapper CPU, 100 processes x 1 http probe/s | %.2f %% of a core (%d ticks in %v) | < 2 %% |\n", share, ticks, *idleFor)
+	fmt.Printf("| wrapper RSS with them | %.1f MiB | |\n", float64(rss)/1024)
+
+	bare := freeAddr()
+	bs := exec.Command(child, "bare", bare)
+	if err := bs.Start(); err != nil {
+		fail(err)
+	}
+	defer func() { bs.Process.Kill(); bs.Wait() }()
+	waitListening(bare)
+	rps := func(url string) float64 {
+		out, err := exec.Command("wrk", "-t2", "-c32", "-d5s", url).CombinedOutput()
+		if err != nil {
+			fail(fmt.Errorf("wrk: %v %s", err, out))
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == "Requests/sec:" {
+				v, _ := strconv.ParseFloat(f[1], 64)
+				return v
+			}
+		}
+		fail(fmt.Errorf("no Requests/sec in %s", out))
+		return 0
+	}
+	base := rps("http://" + bare + "/")
+	ready := rps("http://" + addr + "/readiness")
+	fmt.Printf("| /readiness under wrk -t2 -c32, probes running | %.0f req/s: %.2fx the bare handler's %.0f | >= 0.8x |\n", ready, ready/base, base)
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitListening(addr string) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fail(fmt.Errorf("nothing listens on %s", addr))
 }

@@ -82,6 +82,11 @@ func main() {
 		fmt.Printf("stdin bytes=%d err=%v\n", n, err)
 	case "serve": // serve ADDR: answer every HTTP request with 200 "ok"
 		serve(arg(args, 0, "127.0.0.1:8080"))
+	case "bare": // bare ADDR: answer every HTTP request with 200 "ok", silently (a benchmark baseline)
+		err := http.ListenAndServe(arg(args, 0, "127.0.0.1:8080"), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte("ok\n"))
+		}))
+		fatal("bare: %v", err)
 	case "tick": // tick INTERVAL [COUNT]: print a numbered line every INTERVAL
 		tick(arg(args, 0, "1s"), atoi(arg(args, 1, "0")))
 	case "reaped": // reaped [DONEFILE]: once DONEFILE exists, wait until the parent has no other testchild child and no zombie child

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
@@ -24,10 +25,14 @@ const bodyLimit = 64 << 10
 
 func newHTTP(p *config.Probe, _ *Target) (Checker, error) {
 	tr := &http.Transport{
-		// like kubelet: no connection is kept between checks, so a check
-		// sees what a new client sees and nothing is left open
-		DisableKeepAlives: true,
-		Proxy:             nil,
+		// Unlike kubelet, one connection is kept between checks: a new
+		// TCP connection per check is most of a check's cost (100 probes
+		// each second would take 4 % of a core instead of under 1 %). A
+		// server that goes away closes it, and the next check dials again.
+		// The worker closes it when the run ends (Close).
+		MaxIdleConnsPerHost: 1,
+		IdleConnTimeout:     time.Minute,
+		Proxy:               nil,
 	}
 	if p.HTTP.InsecureSkipVerify {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for in the config
@@ -41,6 +46,12 @@ func newHTTP(p *config.Probe, _ *Target) (Checker, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}, nil
+}
+
+// Close drops the kept connection.
+func (h *httpCheck) Close() error {
+	h.client.CloseIdleConnections()
+	return nil
 }
 
 // Check sends the request and wants a status in range (and a body match).

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
@@ -93,14 +94,23 @@ type Worker struct {
 	Until func(Result) bool
 }
 
-// Run probes until ctx ends (or Until says so).
+// Run probes until ctx ends (or Until says so). A checker that keeps
+// connections between checks (io.Closer) closes them when Run returns.
 func (w *Worker) Run(ctx context.Context) {
+	if c, ok := w.Checker.(io.Closer); ok {
+		defer c.Close()
+	}
 	th := NewThresholds(w.Type, w.Probe)
 	if !sleep(ctx, w.Probe.InitialDelay) {
 		return
 	}
-	tick := time.NewTicker(w.Probe.Period)
-	defer tick.Stop()
+	// After the first check, checks fall on multiples of the period: every
+	// probe of the wrapper with the same period checks at the same instant,
+	// so the wrapper wakes once per period rather than once per probe
+	// (100 probes spread over a second kept the scheduler busy all second).
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
 	checks := 0
 	for {
 		began := time.Now()
@@ -118,12 +128,23 @@ func (w *Worker) Run(ctx context.Context) {
 		if w.Until != nil && w.Until(r) {
 			return
 		}
+		timer.Reset(time.Until(nextTick(time.Now(), w.Probe.Period)))
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-timer.C:
 		}
 	}
+}
+
+// nextTick is the first multiple of period after now (at least half a period
+// away, so that a check that ran late is not followed at once by another).
+func nextTick(now time.Time, period time.Duration) time.Time {
+	next := now.Truncate(period).Add(period)
+	if next.Sub(now) < period/2 {
+		next = next.Add(period)
+	}
+	return next
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

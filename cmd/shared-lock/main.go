@@ -1,18 +1,12 @@
-// Command shared-lock is a placeholder until its issue lands: it prints its version.
+// Command shared-lock is the shared-lock server: see the README.
 package main
 
 import (
-	"fmt"
 	"os"
 
-	"github.com/process-wrapper/process-wrapper/internal/version"
+	"github.com/process-wrapper/process-wrapper/sharedlock/app"
 )
 
 func main() {
-	fmt.Println(version.String("shared-lock"))
-	if len(os.Args) > 1 && (os.Args[1] == "-version" || os.Args[1] == "--version") {
-		return
-	}
-	fmt.Fprintln(os.Stderr, "shared-lock: not implemented yet")
-	os.Exit(2)
+	os.Exit(app.Main(os.Args[1:], os.Stdout))
 }

@@ -1,3 +1,0 @@
-// Package sharedlock is the sharedlock module of process-wrapper; its issue builds it
-// (see the README). It holds no code yet.
-package sharedlock

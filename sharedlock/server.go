@@ -1,0 +1,114 @@
+package sharedlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/process-wrapper/process-wrapper/internal/logline"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	"go.uber.org/zap"
+)
+
+// Server is a shared-lock server: Handler serves its HTTP API.
+type Server struct {
+	cfg     Config
+	log     *logline.Logger
+	etcd    *embed.Etcd // nil with external endpoints
+	cli     *clientv3.Client
+	locks   *locks
+	metrics *metrics
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New starts the server's etcd side: a client of cfg.Endpoints, or an
+// embedded single-node etcd in cfg.DataDir.
+func New(cfg Config, log *logline.Logger) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, metrics: newMetrics()}
+	if len(cfg.Endpoints) == 0 {
+		e, err := startEmbedded(cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.etcd = e
+		s.cli = v3client.New(e.Server)
+		log.Info("embedded etcd started", "data_dir", cfg.DataDir, "client_url", cfg.EmbeddedClientURL)
+	} else {
+		cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: cfg.DialTimeout, Logger: zap.NewNop()})
+		if err != nil {
+			return nil, fmt.Errorf("etcd %v: %w", cfg.Endpoints, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
+		_, err = cli.Get(ctx, cfg.Prefix+"ping")
+		cancel()
+		if err != nil {
+			cli.Close()
+			return nil, fmt.Errorf("etcd %v: %w", cfg.Endpoints, err)
+		}
+		s.cli = cli
+		log.Info("connected to etcd", "endpoints", fmt.Sprint(cfg.Endpoints))
+	}
+	s.locks = &locks{cli: s.cli, cfg: cfg, metrics: s.metrics, released: map[clientv3.LeaseID]bool{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.locks.watchExpiries(ctx)
+	}()
+	return s, nil
+}
+
+func startEmbedded(cfg Config) (*embed.Etcd, error) {
+	ec := embed.NewConfig()
+	ec.Dir = cfg.DataDir
+	ec.Name = "shared-lock"
+	cu, err := url.Parse(cfg.EmbeddedClientURL)
+	if err != nil {
+		return nil, fmt.Errorf("EmbeddedClientURL: %w", err)
+	}
+	pu, err := url.Parse(cfg.EmbeddedPeerURL)
+	if err != nil {
+		return nil, fmt.Errorf("EmbeddedPeerURL: %w", err)
+	}
+	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	ec.InitialCluster = ec.Name + "=" + pu.String()
+	ec.LogLevel = cfg.EtcdLogLevel
+	e, err := embed.StartEtcd(ec)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd in %s: %w", cfg.DataDir, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+		return e, nil
+	case <-time.After(60 * time.Second):
+		e.Close()
+		return nil, errors.New("embedded etcd did not become ready in 60s")
+	}
+}
+
+// Client returns the server's etcd client (for tests and benchmarks).
+func (s *Server) Client() *clientv3.Client { return s.cli }
+
+// Close stops the server's goroutines and its etcd side.
+func (s *Server) Close() {
+	s.cancel()
+	s.wg.Wait()
+	if s.etcd != nil {
+		s.etcd.Close()
+		<-s.etcd.Server.StopNotify()
+	} else {
+		s.cli.Close()
+	}
+}

@@ -102,9 +102,11 @@ func (l *locks) acquire(ctx context.Context, name, owner string, ttl, wait time.
 		return fail(fmt.Errorf("session: %w", err))
 	}
 	m := concurrency.NewMutex(sess, l.mutexPrefix(name))
-	if wait <= 0 {
-		err = m.TryLock(ctx)
-	} else {
+	// a free lock is taken in one transaction, whatever the wait
+	err = m.TryLock(ctx)
+	waited := false
+	if errors.Is(err, concurrency.ErrLocked) && wait > 0 {
+		waited = true
 		// While the client waits, its request is its presence: the server
 		// renews the waiter's lease only as long as that request is open.
 		wctx, cancel := context.WithTimeout(ctx, wait)
@@ -139,21 +141,27 @@ func (l *locks) acquire(ctx context.Context, name, owner string, ttl, wait time.
 		l.metrics.etcdErrors.Inc()
 		return fail(fmt.Errorf("lock %s: %w", name, err))
 	}
-	resp, err := l.cli.Get(ctx, m.Key())
-	if err != nil || len(resp.Kvs) == 0 {
-		if ctx.Err() != nil {
-			l.metrics.acquisitions.WithLabelValues("gone").Inc()
-			return fail(ErrGone) // won just as the client left: give it back
+	// the fencing token: the create revision of the holder's key, which the
+	// one transaction of TryLock returns; after a wait, read it
+	token := m.Header().Revision
+	if waited {
+		resp, err := l.cli.Get(ctx, m.Key())
+		if err != nil || len(resp.Kvs) == 0 {
+			if ctx.Err() != nil {
+				l.metrics.acquisitions.WithLabelValues("gone").Inc()
+				return fail(ErrGone) // won just as the client left: give it back
+			}
+			l.metrics.etcdErrors.Inc()
+			return fail(fmt.Errorf("read the lock key: %v", err))
 		}
-		l.metrics.etcdErrors.Inc()
-		return fail(fmt.Errorf("read the lock key: %v", err))
+		token = resp.Kvs[0].CreateRevision
 	}
 	if ctx.Err() != nil {
 		l.metrics.acquisitions.WithLabelValues("gone").Inc()
-		return fail(ErrGone)
+		return fail(ErrGone) // won just as the client left: give it back
 	}
 	// the holder's TTL starts now, whatever the wait took
-	if wait > 0 {
+	if waited {
 		if _, err := l.cli.KeepAliveOnce(ctx, lease.ID); err != nil {
 			l.metrics.etcdErrors.Inc()
 			return fail(fmt.Errorf("start the holder's TTL: %w", err))
@@ -161,7 +169,7 @@ func (l *locks) acquire(ctx context.Context, name, owner string, ttl, wait time.
 	}
 	l.metrics.acquisitions.WithLabelValues("acquired").Inc()
 	l.metrics.wait.Observe(time.Since(began).Seconds())
-	return Grant{Name: name, Owner: owner, Lease: leaseHex(lease.ID), Token: resp.Kvs[0].CreateRevision, TTLSeconds: lease.TTL}, Holder{}, nil
+	return Grant{Name: name, Owner: owner, Lease: leaseHex(lease.ID), Token: token, TTLSeconds: lease.TTL}, Holder{}, nil
 }
 
 // revoke ends a lease: its keys (the waiter or holder key, the owner key)

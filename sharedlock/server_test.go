@@ -367,3 +367,38 @@ func TestBadRequests(t *testing.T) {
 		t.Errorf("healthz: %d", resp.StatusCode)
 	}
 }
+
+// The same server against a real external etcd (Debian's etcd-server on
+// loopback, started by .ci/services), chosen with SHARED_LEASE_ETCD_ENDPOINTS.
+func TestExternalEtcd(t *testing.T) {
+	endpoints := os.Getenv("PW_TEST_ETCD_ENDPOINTS")
+	if endpoints == "" {
+		endpoints = "127.0.0.1:52379"
+	}
+	if c, err := net.DialTimeout("tcp", strings.Split(endpoints, ",")[0], 2*time.Second); err != nil {
+		t.Fatalf("no etcd on %s: start it with .ci/services (make test does): %v", endpoints, err)
+	} else {
+		c.Close()
+	}
+	t.Setenv("SHARED_LEASE_ETCD_ENDPOINTS", endpoints)
+	cfg := DefaultConfig()
+	cfg.FromEnv()
+	cfg.Prefix = fmt.Sprintf("/pw-test-%d/", time.Now().UnixNano())
+	s := start(t, cfg)
+	if s.etcd != nil {
+		t.Fatal("started an embedded etcd although SHARED_LEASE_ETCD_ENDPOINTS is set")
+	}
+	code, a := s.acquire(t, "ext", "a", 5, 0)
+	if code != 200 {
+		t.Fatalf("acquire %d", code)
+	}
+	if code, _ := s.acquire(t, "ext", "b", 5, 0); code != 409 {
+		t.Errorf("second owner: %d", code)
+	}
+	if code := s.lease(t, "release", "ext", a); code != 200 {
+		t.Errorf("release %d", code)
+	}
+	if code, b := s.acquire(t, "ext", "b", 5, 0); code != 200 || b.Token <= a.Token {
+		t.Errorf("after release: %d %+v", code, b)
+	}
+}

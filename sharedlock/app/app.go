@@ -20,8 +20,10 @@ import (
 )
 
 type options struct {
-	DataDir string `name:"data-dir" default:"shared-lock.etcd" help:"Data directory of the embedded etcd (used when SHARED_LEASE_ETCD_ENDPOINTS is not set)."`
-	Version bool   `name:"version" help:"Print the version and exit."`
+	DataDir   string `name:"data-dir" default:"shared-lock.etcd" help:"Data directory of the embedded etcd (used when SHARED_LEASE_ETCD_ENDPOINTS is not set)."`
+	ClientURL string `name:"etcd-client-url" default:"http://127.0.0.1:2379" help:"Client URL of the embedded etcd."`
+	PeerURL   string `name:"etcd-peer-url" default:"http://127.0.0.1:2380" help:"Peer URL of the embedded etcd."`
+	Version   bool   `name:"version" help:"Print the version and exit."`
 }
 
 // Main runs the server until SIGTERM or SIGINT and returns the exit code.
@@ -52,7 +54,7 @@ func Main(args []string, stdout io.Writer) int {
 		return 0
 	}
 	cfg := sharedlock.DefaultConfig()
-	cfg.DataDir = o.DataDir
+	cfg.DataDir, cfg.EmbeddedClientURL, cfg.EmbeddedPeerURL = o.DataDir, o.ClientURL, o.PeerURL
 	cfg.FromEnv()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

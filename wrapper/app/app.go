@@ -7,9 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +25,7 @@ import (
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
 	"github.com/process-wrapper/process-wrapper/wrapper/health"
 	"github.com/process-wrapper/process-wrapper/wrapper/hook"
+	"github.com/process-wrapper/process-wrapper/wrapper/lockclient"
 	"github.com/process-wrapper/process-wrapper/wrapper/probe"
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
 	"github.com/process-wrapper/process-wrapper/wrapper/relay"
@@ -70,6 +75,14 @@ func Main(args []string, stdout io.Writer) int {
 		return ExitUsage
 	}
 	procs = skip(procs, opts.SkipCommands, log)
+	if opts.SharedLock {
+		p, err := sharedLockProcess(procs)
+		if err != nil {
+			log.Error("bad environment", "err", err)
+			return ExitUsage
+		}
+		procs = append(procs, p)
+	}
 	if len(procs) == 0 {
 		log.Warn("no process left to run after -skip-commands")
 		return 0
@@ -152,6 +165,7 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 		Environ:    os.Environ(),
 		Deadline:   opts.GracefulShutdownDeadline,
 		Reaps:      reaps,
+		Locks:      lockclient.New(opts.SharedLockURL),
 		Beats:      beats,
 		AMQP:       probe.AMQPDefaults{DSNTemplate: os.Getenv("AMQP_PROBE_RABBITMQ_DSN_TEMPLATE"), User: os.Getenv("AMQP_PROBE_RABBITMQ_USER"), Pass: os.Getenv("AMQP_PROBE_RABBITMQ_PASS")},
 		BeforeStop: readyFile.Remove,
@@ -234,4 +248,56 @@ func waitMode(opts *cli.Options, log *logline.Logger) int {
 	}
 	log.Info("the wrapper is ready", "url", base+"/readiness", "waited", time.Since(began).Round(time.Millisecond).String())
 	return 0
+}
+
+// sharedLockProcess is the shared-lock server run by -shared-lock: the
+// shared-lock binary (beside the wrapper, or in PATH) as one more process,
+// a client of the etcd of SHARED_LEASE_ETCD_ENDPOINTS. It runs as a process
+// rather than inside the wrapper so that the wrapper, injected into other
+// images, links no etcd or gRPC code (see the README).
+func sharedLockProcess(procs []config.Process) (config.Process, error) {
+	endpoints := os.Getenv("SHARED_LEASE_ETCD_ENDPOINTS")
+	if endpoints == "" {
+		return config.Process{}, errors.New("-shared-lock needs SHARED_LEASE_ETCD_ENDPOINTS (the etcd cluster the server uses)")
+	}
+	for _, p := range procs {
+		if p.Name == "shared-lock" {
+			return config.Process{}, errors.New("-shared-lock adds a process named shared-lock, and the config has one already")
+		}
+	}
+	bin := "shared-lock"
+	if exe, err := os.Executable(); err == nil {
+		if beside := filepath.Join(filepath.Dir(exe), "shared-lock"); fileExists(beside) {
+			bin = beside
+		}
+	}
+	if !strings.Contains(bin, "/") {
+		if _, err := exec.LookPath(bin); err != nil {
+			return config.Process{}, fmt.Errorf("-shared-lock: the shared-lock binary is neither beside the wrapper nor in PATH")
+		}
+	}
+	socket := os.Getenv("SHARED_LEASE_SOCKET")
+	if socket == "" {
+		socket = ":8191"
+	}
+	_, port, err := net.SplitHostPort(socket)
+	if err != nil {
+		return config.Process{}, fmt.Errorf("SHARED_LEASE_SOCKET %q: %w", socket, err)
+	}
+	portNum, _ := strconv.Atoi(port)
+	return config.Process{
+		Name:          "shared-lock",
+		Argv:          []string{bin},
+		Env:           []config.KV{{Key: "SHARED_LEASE_ETCD_ENDPOINTS", Value: endpoints}, {Key: "SHARED_LEASE_SOCKET", Value: socket}},
+		RestartPolicy: config.Always,
+		StopSignal:    syscall.SIGTERM,
+		Readiness: &config.Probe{Kind: "http", Period: 2 * time.Second, Timeout: 2 * time.Second, SuccessThreshold: 1, FailureThreshold: 3,
+			Check: config.Check{HTTP: &config.HTTPCheck{URL: fmt.Sprintf("http://127.0.0.1:%d/healthz", portNum), Method: "GET",
+				ExpectedStatus: "200", StatusRanges: [][2]int{{200, 200}}}}},
+	}, nil
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir()
 }

@@ -50,7 +50,10 @@ type Process struct {
 	// PostStart hooks run once per wrapper start, when every process is
 	// ready for the first time.
 	PostStart []Hook
-	Line      int // where the process is defined
+	// SharedLock, when set, is taken from the shared-lock server before
+	// each run.
+	SharedLock *SharedLock
+	Line       int // where the process is defined
 }
 
 // rawProcess is the config entry as written, Kubernetes aliases included.
@@ -77,7 +80,8 @@ type rawProcess struct {
 	Liveness       *rawProbe `yaml:"liveness"`
 	LivenessProbe  *rawProbe `yaml:"livenessProbe"`
 
-	PostStart []rawHook `yaml:"postStart"`
+	PostStart  []rawHook      `yaml:"postStart"`
+	SharedLock *rawSharedLock `yaml:"sharedLock"`
 }
 
 type rawEnvVar struct {
@@ -302,6 +306,9 @@ func validate(d *decoder, n *yaml.Node, raw *rawProcess) Process {
 		case pr.theirs != nil:
 			*pr.dst = validateProbe(d, child(n, pr.k8s), pr.k8s, pr.which, pr.theirs)
 		}
+	}
+	if raw.SharedLock != nil {
+		p.SharedLock = validateSharedLock(d, child(n, "sharedLock"), raw.SharedLock)
 	}
 	hooksNode := child(n, "postStart")
 	for i := range raw.PostStart {

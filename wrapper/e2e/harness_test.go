@@ -23,6 +23,7 @@ import (
 var (
 	wrapperBin string
 	childBin   string
+	lockBin    string // the shared-lock server
 )
 
 func TestMain(m *testing.M) {
@@ -33,7 +34,8 @@ func TestMain(m *testing.M) {
 	os.Chmod(dir, 0o755) // other users (the user: tests) run testchild from here
 	wrapperBin = filepath.Join(dir, "process-wrapper")
 	childBin = filepath.Join(dir, "testchild")
-	for bin, pkg := range map[string]string{wrapperBin: "../../cmd/process-wrapper", childBin: "../../internal/testchild"} {
+	lockBin = filepath.Join(dir, "shared-lock")
+	for bin, pkg := range map[string]string{wrapperBin: "../../cmd/process-wrapper", childBin: "../../internal/testchild", lockBin: "../../cmd/shared-lock"} {
 		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if raceBuild && bin == wrapperBin {

@@ -147,9 +147,10 @@ func TestAdopt(t *testing.T) {
 	if e := <-ch; e.Pid != pid || e.Code() != 4 {
 		t.Errorf("adopted daemon: %+v code %d", e, e.Code())
 	}
-	// a daemon that died before adoption: its exit was kept for it
+	// a daemon that died before adoption (after its parent, so that it was
+	// the wrapper's to reap): its exit was kept for it
 	before := r.Orphans()
-	pid = startDaemon(t, r, "exit 5")
+	pid = startDaemon(t, r, "sleep 0.1; exit 5")
 	waitfor.Condition(t, 5*time.Second, "the early orphan to be reaped", func() bool { return r.Orphans() > before })
 	ch, err = r.Adopt(pid)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/lockclient"
 	"github.com/process-wrapper/process-wrapper/wrapper/probe"
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
 	"github.com/process-wrapper/process-wrapper/wrapper/relay"
@@ -95,7 +96,7 @@ func (r *runner) setState(f func(p *state.Process)) { r.sup.opt.State.Update(r.p
 func (r *runner) run() {
 	s := r.sup
 	delay := s.opt.Backoff.Initial
-	restarts := 0
+	restarts, lastCode := 0, 0
 	for {
 		select {
 		case <-s.stopping:
@@ -104,8 +105,23 @@ func (r *runner) run() {
 		default:
 		}
 		r.setState(func(p *state.Process) { p.Phase, p.Restarts = state.Starting, restarts })
+		var lease *lockclient.Lease
+		if r.p.SharedLock != nil {
+			l, ok := r.acquireLock()
+			if !ok {
+				if restarts > 0 {
+					s.record(lastCode) // its last run is how it ended
+				}
+				r.setState(func(p *state.Process) {
+					p.Phase, p.Reason = state.Stopped, "wrapper shut down while waiting for the shared lock"
+				})
+				return
+			}
+			lease = &l
+		}
 		started := time.Now()
-		code, stopped := r.once()
+		code, stopped := r.once(lease)
+		lastCode = code
 		ran := time.Since(started)
 		if stopped {
 			s.record(code)
@@ -163,9 +179,26 @@ func (r *runner) run() {
 
 // once starts the process and waits for its exit. It returns the exit code
 // and whether the exit came after the shutdown began.
-func (r *runner) once() (code int, stopped bool) {
+func (r *runner) once(lease *lockclient.Lease) (code int, stopped bool) {
 	s := r.sup
 	exitCh, pid, err := r.start()
+	var k *keeper
+	if lease != nil {
+		// the lock goes back at the moment the config names; until then
+		// it is renewed, and its loss stops the process
+		switch {
+		case err != nil || r.holdUntil() == config.HoldUntilStarted:
+			r.releaseLock(*lease)
+		default:
+			k = r.keep(*lease, r.p.SharedLock.TTL, r.holdUntil() == config.HoldUntilReady)
+			defer func() {
+				k.stop()
+				if !k.released {
+					r.releaseLock(*lease)
+				}
+			}()
+		}
+	}
 	if err != nil {
 		code := startErrorCode(err)
 		r.log().Error("start failed", "process", r.p.Name, "code", code, "err", err)
@@ -210,6 +243,15 @@ wait:
 		stopped = true
 		r.setState(func(p *state.Process) { p.Phase = state.Stopping })
 		e = r.stop(pid, exitCh, nil)
+	case lost := <-k.lostCh():
+		// another holder may take the lock after its TTL: the process must
+		// be dead by then, so the grace ends at the lease's end
+		r.log().Error("shared lock lost: stopping process", "process", r.p.Name, "lock", r.p.SharedLock.Name, "reason", lost.reason)
+		r.setState(func(p *state.Process) { p.Reason = "shared lock lost: " + lost.reason })
+		cancelProbes()
+		timer := time.NewTimer(time.Until(lost.deadline))
+		e = r.stop(pid, exitCh, timer.C)
+		timer.Stop()
 	case why := <-unhealthy:
 		// as kubelet does with a container: stop signal, then SIGKILL
 		// after the grace period; the restart policy decides what follows

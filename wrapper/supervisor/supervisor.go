@@ -12,6 +12,7 @@ import (
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/lockclient"
 	"github.com/process-wrapper/process-wrapper/wrapper/probe"
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
 	"github.com/process-wrapper/process-wrapper/wrapper/relay"
@@ -41,12 +42,13 @@ type Options struct {
 	Log       *logline.Logger
 	Out       *logline.Output
 	Format    relay.Format
-	Environ   []string      // the wrapper's environment, as from os.Environ
-	Deadline  time.Duration // -graceful-shutdown-deadline
-	Backoff   Backoff       // zero: DefaultBackoff
-	Drain     time.Duration // zero: DefaultDrain
-	Reaps     bool          // the wrapper is PID 1 or a child subreaper: orphans are its children
-	Beats     *probe.Beats  // heartbeats received over HTTP
+	Environ   []string           // the wrapper's environment, as from os.Environ
+	Deadline  time.Duration      // -graceful-shutdown-deadline
+	Backoff   Backoff            // zero: DefaultBackoff
+	Drain     time.Duration      // zero: DefaultDrain
+	Reaps     bool               // the wrapper is PID 1 or a child subreaper: orphans are its children
+	Beats     *probe.Beats       // heartbeats received over HTTP
+	Locks     *lockclient.Client // the shared-lock server (-shared-lock-url)
 	AMQP      probe.AMQPDefaults
 	// BeforeStop runs at the start of the shutdown, after the state says
 	// "stopping" (so /readiness answers 503) and before any process is

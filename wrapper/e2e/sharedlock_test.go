@@ -1,0 +1,190 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/process-wrapper/process-wrapper/internal/waitfor"
+)
+
+// lockServer starts the shared-lock binary with an embedded etcd on tmpfs.
+func lockServer(t *testing.T) (*exec.Cmd, string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "pw-lock-")
+	if err != nil {
+		dir = t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(lockBin, "-data-dir", filepath.Join(dir, "etcd"),
+		"-etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "-etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
+	cmd.Env = append(os.Environ(), "SHARED_LEASE_SOCKET="+addr, "SHARED_LEASE_ETCD_ENDPOINTS=")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitfor.Condition(t, 30*time.Second, "the shared-lock server", func() bool {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return cmd, "http://" + addr
+}
+
+// Three wrappers run a process under the same lock with holdUntil exit:
+// the runs never overlap, and a waiting one says so.
+func TestSharedLockMakesRunsExclusive(t *testing.T) {
+	_, url := lockServer(t)
+	journal := filepath.Join(t.TempDir(), "journal")
+	cfg := config(t, fmt.Sprintf(`
+- name: migrate
+  entrypoint: sh
+  args: [-c, 'echo "enter $(date +%%s%%N)" >> %[1]s; sleep 0.4; echo "leave $(date +%%s%%N)" >> %[1]s']
+  restartPolicy: Never
+  sharedLock: {name: migration, ttlSeconds: 5, holdUntil: exit}`, journal))
+	var ws []*wrapper
+	for i := 0; i < 3; i++ {
+		ws = append(ws, start(t, cfg, opts{args: []string{"-shared-lock-url", url}}))
+	}
+	waited := false
+	for _, w := range ws {
+		if code := w.wait(30 * time.Second); code != 0 {
+			t.Fatalf("exit code %d", code)
+		}
+		if len(w.find("msg", "waiting for shared lock", "process", "migrate")) > 0 {
+			waited = true
+		}
+		w.waitLine(time.Second, "msg", "shared lock released", "process", "migrate")
+	}
+	if !waited {
+		t.Error("no wrapper reported waiting for the lock")
+	}
+	b, _ := os.ReadFile(journal)
+	type span struct{ enter, leave int64 }
+	var spans []span
+	var open int64
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(l)
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		if f[0] == "enter" {
+			open = v
+		} else {
+			spans = append(spans, span{open, v})
+		}
+	}
+	if len(spans) != 3 {
+		t.Fatalf("journal %q", b)
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].enter < spans[j].enter })
+	for i := 1; i < len(spans); i++ {
+		if spans[i].enter < spans[i-1].leave {
+			t.Errorf("runs %d and %d overlap", i-1, i)
+		}
+	}
+}
+
+// The server goes away while a process holds the lock: the wrapper stops
+// the process before the lease's TTL runs out.
+func TestLockLostStopsTheProcess(t *testing.T) {
+	server, url := lockServer(t)
+	w := start(t, config(t, `
+- name: holder
+  entrypoint: CHILD
+  args: [trap, "0"]
+  restartPolicy: Never
+  sharedLock: {name: lost, ttlSeconds: 4}`), opts{args: []string{"-shared-lock-url", url}})
+	w.waitLine(10*time.Second, "msg", "shared lock acquired", "process", "holder")
+	w.waitLine(5*time.Second, "app", "holder", "msg", "trapping signals")
+	killed := time.Now()
+	server.Process.Kill()
+	w.waitLine(10*time.Second, "msg", "shared lock lost: stopping process", "process", "holder")
+	w.waitLine(10*time.Second, "msg", "process exited", "process", "holder")
+	if took := time.Since(killed); took > 4*time.Second {
+		t.Errorf("the process ran %v after the server went away: longer than the 4s TTL", took)
+	}
+	w.wait(10 * time.Second)
+}
+
+// /readiness names the lock a process waits for.
+func TestWaitingForTheLockShowsInReadiness(t *testing.T) {
+	_, url := lockServer(t)
+	cfg := config(t, `
+- name: job
+  entrypoint: CHILD
+  args: [sleep]
+  sharedLock: {name: busy, ttlSeconds: 5}`)
+	first := start(t, cfg, opts{args: []string{"-shared-lock-url", url}})
+	first.waitLine(10*time.Second, "msg", "shared lock acquired")
+	second := start(t, cfg, opts{args: []string{"-shared-lock-url", url}})
+	base := second.url()
+	waitfor.Condition(t, 10*time.Second, "the wait in /readiness", func() bool {
+		_, body := httpGet(t, base+"/readiness")
+		return strings.Contains(body, "job: starting: waiting for shared lock busy (held by ")
+	})
+	first.signal(syscall.SIGTERM)
+	first.wait(10 * time.Second)
+	second.waitLine(15*time.Second, "msg", "shared lock acquired", "process", "job")
+	second.signal(syscall.SIGTERM)
+	second.wait(10 * time.Second)
+}
+
+func TestSharedLockFlag(t *testing.T) {
+	// without the variable: a start error naming it
+	out, err := exec.Command(wrapperBin, "-shared-lock", "-config", config(t, "- {name: a, entrypoint: CHILD, args: [sleep]}\n"),
+		"-http-address", "127.0.0.1:0", "-readiness-file", filepath.Join(t.TempDir(), "s")).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "SHARED_LEASE_ETCD_ENDPOINTS") {
+		t.Errorf("%v %s", err, out)
+	}
+	// with an external etcd (.ci/services): the server runs beside the processes
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:52379", time.Second); err != nil {
+		t.Fatalf("no etcd on 127.0.0.1:52379: start it with .ci/services (make test does): %v", err)
+	} else {
+		c.Close()
+	}
+	socket := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	w := start(t, config(t, `
+- name: user
+  entrypoint: CHILD
+  args: [sleep]
+  sharedLock: {name: flag-test, ttlSeconds: 5, holdUntil: started}`), opts{
+		args: []string{"-shared-lock", "-shared-lock-url", "http://" + socket},
+		env:  []string{"SHARED_LEASE_ETCD_ENDPOINTS=127.0.0.1:52379", "SHARED_LEASE_SOCKET=" + socket}})
+	w.waitLine(30*time.Second, "msg", "shared lock released", "process", "user")
+	waitfor.Condition(t, 5*time.Second, "the shared-lock server's own log line", func() bool {
+		for _, l := range w.find("app", "shared-lock") {
+			if strings.Contains(l["msg"], `msg=serving`) || strings.Contains(l["msg"], `msg="serving"`) {
+				return true
+			}
+		}
+		return false
+	})
+	w.signal(syscall.SIGTERM)
+	w.wait(15 * time.Second)
+}
+
+// The wrapper is injected into other images: it must not link etcd's server.
+func TestWrapperDoesNotLinkEtcd(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "../../cmd/process-wrapper").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "go.etcd.io/") || strings.HasPrefix(dep, "google.golang.org/grpc") {
+			t.Errorf("the wrapper links %s", dep)
+		}
+	}
+}

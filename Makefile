@@ -59,7 +59,8 @@ test-integration:
 bench: build
 	@command -v tini >/dev/null && command -v dumb-init >/dev/null && command -v supervisord >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tini dumb-init supervisor; }
-	$(GO) test -run XXX -bench . -benchmem ./internal/logline ./wrapper/relay
+	$(GO) test -run XXX -bench . -benchmem ./internal/logline ./wrapper/relay ./wrapper/health
+	$(GO) test -run XXX -bench AcquireRelease -benchtime 1x ./sharedlock
 	$(GO) run ./integration/bench -bin bin
 
 clean:

@@ -179,8 +179,9 @@ func validateProbe(d *decoder, n *yaml.Node, field, which string, raw *rawProbe)
 		return nil
 	}
 	kind := kinds[0]
-	at := func(sub string) (*yaml.Node, string) {
-		return child(child(n, kind), sub), field + "." + kind + "." + sub
+	// bad reports a mistake in field sub of the check
+	bad := func(sub, format string, a ...any) {
+		d.fail(child(child(n, kind), sub), field+"."+kind+"."+sub, format, a...)
 	}
 	switch kind {
 	case "http":
@@ -193,21 +194,18 @@ func validateProbe(d *decoder, n *yaml.Node, field, which string, raw *rawProbe)
 			c.Headers = append(c.Headers, KV{Key: hd.Name, Value: hd.Value})
 		}
 		if h.Port == 0 {
-			nn, f := at("port")
-			d.fail(nn, f, "required: the port number (named ports do not exist outside a pod spec)")
+			bad("port", "required: the port number (named ports do not exist outside a pod spec)")
 		}
 		kind, p.HTTP = "http", c
 		validateHTTP(d, n, field+".httpGet", c)
 	case "tcp":
 		p.TCP = raw.TCP
 		if _, _, err := net.SplitHostPort(p.TCP.Socket); err != nil {
-			nn, f := at("socket")
-			d.fail(nn, f, "want host:port, got %q", p.TCP.Socket)
+			bad("socket", "want host:port, got %q", p.TCP.Socket)
 		}
 	case "tcpSocket":
 		if raw.TCPSocket.Port <= 0 || raw.TCPSocket.Port > 65535 {
-			nn, f := at("port")
-			d.fail(nn, f, "required: a port number from 1 to 65535")
+			bad("port", "required: a port number from 1 to 65535")
 		}
 		host := raw.TCPSocket.Host
 		if host == "" {
@@ -217,14 +215,12 @@ func validateProbe(d *decoder, n *yaml.Node, field, which string, raw *rawProbe)
 	case "exec":
 		p.Exec = raw.Exec
 		if len(p.Exec.Command) == 0 || p.Exec.Command[0] == "" {
-			nn, f := at("command")
-			d.fail(nn, f, "required: the program and its arguments")
+			bad("command", "required: the program and its arguments")
 		}
 	case "grpc":
 		p.GRPC = raw.GRPC
 		if p.GRPC.Port <= 0 || p.GRPC.Port > 65535 {
-			nn, f := at("port")
-			d.fail(nn, f, "required: a port number from 1 to 65535")
+			bad("port", "required: a port number from 1 to 65535")
 		}
 		if p.GRPC.Host == "" {
 			p.GRPC.Host = "127.0.0.1"
@@ -232,20 +228,17 @@ func validateProbe(d *decoder, n *yaml.Node, field, which string, raw *rawProbe)
 	case "file":
 		p.File = raw.File
 		if p.File.Path == "" {
-			nn, f := at("path")
-			d.fail(nn, f, "required")
+			bad("path", "required")
 		}
 	case "env":
 		p.Env = raw.Env
 		if err := checkEnvName(p.Env.Name); err != nil {
-			nn, f := at("name")
-			d.fail(nn, f, "%v", err)
+			bad("name", "%v", err)
 		}
 	case "sql":
 		p.SQL = raw.SQL
 		if p.SQL.DSN == "" {
-			nn, f := at("dsn")
-			d.fail(nn, f, "required: a PostgreSQL connection string")
+			bad("dsn", "required: a PostgreSQL connection string")
 		}
 		if p.SQL.Query == "" {
 			p.SQL.Query = "SELECT 1"
@@ -255,14 +248,12 @@ func validateProbe(d *decoder, n *yaml.Node, field, which string, raw *rawProbe)
 	case "floatingPid":
 		p.FloatingPid = raw.FloatingPid
 		if p.FloatingPid.PidFile == "" {
-			nn, f := at("pidFile")
-			d.fail(nn, f, "required")
+			bad("pidFile", "required")
 		}
 	case "heartBeat":
 		p.HeartBeat = raw.HeartBeat
 		if p.HeartBeat.MaxAge <= 0 {
-			nn, f := at("maxAge")
-			d.fail(nn, f, "required: how long a beat stays fresh, such as 30s")
+			bad("maxAge", "required: how long a beat stays fresh, such as 30s")
 		}
 	}
 	p.Kind = kind

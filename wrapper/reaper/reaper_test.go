@@ -21,11 +21,7 @@ func TestSupervisedStatusesSurviveOrphanStorm(t *testing.T) {
 	if _, err := BecomeSubreaper(); err != nil {
 		t.Fatal(err)
 	}
-	r := New()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); r.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	r := running(t)
 
 	const orphanMakers, orphansEach, supervised = 10, 20, 60
 	var wg sync.WaitGroup
@@ -81,11 +77,7 @@ func TestSupervisedStatusesSurviveOrphanStorm(t *testing.T) {
 }
 
 func TestSignalGroupAndExitCodes(t *testing.T) {
-	r := New()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); r.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	r := running(t)
 
 	pid, ch, err := r.Start("/bin/sleep", []string{"sleep", "30"}, &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Setpgid: true}})
 	if err != nil {
@@ -132,11 +124,7 @@ func TestAdopt(t *testing.T) {
 	if _, err := BecomeSubreaper(); err != nil {
 		t.Fatal(err)
 	}
-	r := New()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); r.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	r := running(t)
 
 	// a daemon still running when adopted: its own exit status arrives
 	pid := startDaemon(t, r, "sleep 0.3; exit 4")
@@ -168,4 +156,14 @@ func TestAdopt(t *testing.T) {
 	if _, err := r.Adopt(os.Getppid()); err == nil || !strings.Contains(err.Error(), "not a child of the wrapper") {
 		t.Errorf("adopting a stranger: %v", err)
 	}
+}
+
+// running returns a reaper whose loop runs until the test ends.
+func running(t *testing.T) *Reaper {
+	r := New()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return r
 }

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"regexp"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -32,14 +31,29 @@ type rawSharedLock struct {
 	HoldUntil  string `yaml:"holdUntil"`
 }
 
-var lockNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+// validLockName: 1 to 128 letters, digits, '.', '_' or '-', starting with a
+// letter or digit (the shared-lock server's rule). A loop, not a regexp:
+// compiling one at init costs every start of the wrapper half a millisecond.
+func validLockName(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+		if !alnum && (i == 0 || (c != '.' && c != '_' && c != '-')) {
+			return false
+		}
+	}
+	return true
+}
 
 // DefaultLockTTL is the TTL of a shared lock without ttlSeconds.
 const DefaultLockTTL = 15 * time.Second
 
 func validateSharedLock(d *decoder, n *yaml.Node, raw *rawSharedLock) *SharedLock {
 	l := &SharedLock{Name: raw.Name, TTL: DefaultLockTTL, HoldUntil: HoldUntilExit}
-	if !lockNameRE.MatchString(raw.Name) {
+	if !validLockName(raw.Name) {
 		d.fail(child(n, "name"), "sharedLock.name", "required: 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit, got %q", raw.Name)
 	}
 	if raw.TTLSeconds != nil {

@@ -307,3 +307,18 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// The demo of `make run` stays a valid config.
+func TestDemoConfig(t *testing.T) {
+	b, err := os.ReadFile("../../examples/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs, err := Parse("examples/demo.yaml", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(procs) < 3 {
+		t.Errorf("the demo has %d processes", len(procs))
+	}
+}

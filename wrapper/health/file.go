@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
@@ -19,6 +20,9 @@ import (
 type ReadinessFile struct {
 	Path string
 	Log  *logline.Logger
+
+	mu      sync.Mutex
+	removed bool // once removed at shutdown, never written again
 }
 
 // WaitAndWrite waits until the state is ready for the first time, then
@@ -41,7 +45,9 @@ func (f *ReadinessFile) WaitAndWrite(ctx context.Context, st *state.Store) error
 }
 
 func (f *ReadinessFile) write() error {
-	if f.Path == "" {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Path == "" || f.removed {
 		return nil
 	}
 	// write then rename: a reader never sees a half-written file
@@ -58,6 +64,9 @@ func (f *ReadinessFile) write() error {
 
 // Remove deletes the file (at shutdown).
 func (f *ReadinessFile) Remove() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removed = true
 	if f.Path == "" {
 		return
 	}

@@ -70,23 +70,26 @@ func newAMQP(p *config.Probe, t *Target) (Checker, error) {
 // passively (it must exist). The connection is closed when ctx ends, so a
 // server that stops answering cannot hold the check past its timeout.
 func (a *amqpCheck) Check(ctx context.Context) error {
-	deadline, ok := ctx.Deadline()
-	timeout := time.Until(deadline)
-	if !ok || timeout <= 0 {
-		timeout = time.Second
-	}
+	var stopDial func() bool
 	conn, err := amqp.DialConfig(a.dsn, amqp.Config{
 		Dial: func(network, addr string) (net.Conn, error) {
 			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
-			// the handshake must end by the probe's deadline too
-			return c, c.SetDeadline(time.Now().Add(timeout))
+			// the handshake ends with ctx too: the socket is closed then
+			stopDial = context.AfterFunc(ctx, func() { c.Close() })
+			return c, nil
 		},
 		Heartbeat: 10 * time.Second,
 	})
+	if stopDial != nil {
+		stopDial()
+	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("dial %s: %w", a.shown, ctx.Err())
+		}
 		return fmt.Errorf("dial %s: %w", a.shown, errors.New(config.Redact(err.Error())))
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })

@@ -100,6 +100,9 @@ func (r *runner) run() {
 	for {
 		select {
 		case <-s.stopping:
+			if restarts > 0 {
+				s.record(lastCode) // its last run is how it ended
+			}
 			r.setState(func(p *state.Process) { p.Phase, p.Reason = state.Stopped, "wrapper shut down before start" })
 			return
 		default:

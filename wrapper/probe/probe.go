@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
@@ -64,11 +65,18 @@ func New(p *config.Probe, t *Target) (Checker, error) {
 var ErrTimeout = errors.New("timed out")
 
 // run calls c with the probe's timeout and turns a deadline into ErrTimeout.
+// A check can fail on its own socket deadline (set from the context's) just
+// before the context's timer fires: that is the timeout too.
 func run(ctx context.Context, c Checker, p *config.Probe) error {
 	cctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
 	err := c.Check(cctx)
-	if err != nil && cctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	deadline, _ := cctx.Deadline()
+	var t interface{ Timeout() bool }
+	if cctx.Err() != nil || !time.Now().Before(deadline) || (errors.As(err, &t) && t.Timeout()) {
 		return fmt.Errorf("%w after %s: %v", ErrTimeout, p.Timeout, err)
 	}
 	return err

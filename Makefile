@@ -51,6 +51,7 @@ test-unit:
 test-fuzz:
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./wrapper/config
 	$(GO) test -run XXX -fuzz FuzzLine -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/logline
+	$(GO) test -run XXX -fuzz FuzzMerge -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./prommerge
 
 test-integration:
 	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -count=1 -timeout 15m ./integration/...
@@ -61,6 +62,7 @@ bench: build
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tini dumb-init supervisor; }
 	$(GO) test -run XXX -bench . -benchmem ./internal/logline ./wrapper/relay ./wrapper/health
 	$(GO) test -run XXX -bench AcquireRelease -benchtime 1x ./sharedlock
+	$(GO) test -run XXX -bench Merge -benchmem ./prommerge
 	$(GO) run ./integration/bench -bin bin
 
 clean:

@@ -131,6 +131,7 @@ func TestShutdownTurnsReadinessOffFirst(t *testing.T) {
 	base := w.url()
 	waitfor.Condition(t, 5*time.Second, "ready", func() bool { c, _ := httpGet(t, base+"/readiness"); return c == 200 })
 	waitfor.Condition(t, 5*time.Second, "the readiness file", func() bool { _, err := os.Stat(readinessFile(w)); return err == nil })
+	w.waitLine(5*time.Second, "app", "stubborn", "msg", "ignoring SIGTERM") // its handler is in place
 	w.signal(syscall.SIGTERM)
 	w.waitLine(5*time.Second, "msg", "sending stop signal", "process", "stubborn")
 	code, body := httpGet(t, base+"/readiness")

@@ -1,18 +1,12 @@
-// Command metadata-mock is a placeholder until its issue lands: it prints its version.
+// Command metadata-mock is a GCE metadata server stand-in: see the README.
 package main
 
 import (
-	"fmt"
 	"os"
 
-	"github.com/process-wrapper/process-wrapper/internal/version"
+	"github.com/process-wrapper/process-wrapper/metadatamock/app"
 )
 
 func main() {
-	fmt.Println(version.String("metadata-mock"))
-	if len(os.Args) > 1 && (os.Args[1] == "-version" || os.Args[1] == "--version") {
-		return
-	}
-	fmt.Fprintln(os.Stderr, "metadata-mock: not implemented yet")
-	os.Exit(2)
+	os.Exit(app.Main(os.Args[1:], os.Stdout))
 }

@@ -1,18 +1,12 @@
-// Command metrics-mock is a placeholder until its issue lands: it prints its version.
+// Command metrics-mock records process-wrapper's UDP events: see the README.
 package main
 
 import (
-	"fmt"
 	"os"
 
-	"github.com/process-wrapper/process-wrapper/internal/version"
+	"github.com/process-wrapper/process-wrapper/metricsmock/app"
 )
 
 func main() {
-	fmt.Println(version.String("metrics-mock"))
-	if len(os.Args) > 1 && (os.Args[1] == "-version" || os.Args[1] == "--version") {
-		return
-	}
-	fmt.Fprintln(os.Stderr, "metrics-mock: not implemented yet")
-	os.Exit(2)
+	os.Exit(app.Main(os.Args[1:], os.Stdout))
 }

@@ -1,3 +1,0 @@
-// Package metricsmock is the metricsmock module of process-wrapper; its issue builds it
-// (see the README). It holds no code yet.
-package metricsmock

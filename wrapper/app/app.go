@@ -26,6 +26,7 @@ import (
 	"github.com/process-wrapper/process-wrapper/wrapper/health"
 	"github.com/process-wrapper/process-wrapper/wrapper/hook"
 	"github.com/process-wrapper/process-wrapper/wrapper/lockclient"
+	"github.com/process-wrapper/process-wrapper/wrapper/preempt"
 	"github.com/process-wrapper/process-wrapper/wrapper/probe"
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
 	"github.com/process-wrapper/process-wrapper/wrapper/relay"
@@ -64,6 +65,10 @@ func Main(args []string, stdout io.Writer) int {
 	}
 	format, err := relay.ParseFormat(os.Getenv("LOG_FORMAT"))
 	if err != nil {
+		log.Error("bad environment", "err", err)
+		return ExitUsage
+	}
+	if _, err := envBool("HANDLE_PREEMPTION"); err != nil {
 		log.Error("bad environment", "err", err)
 		return ExitUsage
 	}
@@ -155,6 +160,9 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 	st := state.New(names)
 	beats := probe.NewBeats()
 	readyFile := &health.ReadinessFile{Path: opts.ReadinessFile, Log: log}
+	// an envoy drain in progress is abandoned when the shutdown begins
+	drainCtx, stopDrain := context.WithCancel(ctx)
+	defer stopDrain()
 	sup, err := supervisor.New(supervisor.Options{
 		Processes:  procs,
 		Reaper:     rp,
@@ -168,7 +176,7 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 		Locks:      lockclient.New(opts.SharedLockURL),
 		Beats:      beats,
 		AMQP:       probe.AMQPDefaults{DSNTemplate: os.Getenv("AMQP_PROBE_RABBITMQ_DSN_TEMPLATE"), User: os.Getenv("AMQP_PROBE_RABBITMQ_USER"), Pass: os.Getenv("AMQP_PROBE_RABBITMQ_PASS")},
-		BeforeStop: readyFile.Remove,
+		BeforeStop: func() { readyFile.Remove(); stopDrain() },
 	})
 	if err != nil {
 		log.Error("bad config", "err", err)
@@ -190,6 +198,21 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 	var bg sync.WaitGroup // goroutines that end with ctx
 	defer bg.Wait()
 	defer cancel()
+	if handle, _ := envBool("HANDLE_PREEMPTION"); handle {
+		w := &preempt.Watcher{URL: envOr("METADATA_URL", preempt.DefaultMetadataURL), Log: log}
+		w.OnPreempted = func() {
+			st.SetPreempted()
+			if opts.EnvoyDrain {
+				preempt.DrainEnvoy(drainCtx, envOr("ENVOY_DRAIN_URL", preempt.DefaultEnvoyDrainURL), log)
+			}
+		}
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			w.Run(ctx)
+		}()
+		log.Info("watching for preemption", "url", w.URL, "envoy_drain", opts.EnvoyDrain)
+	}
 	bg.Add(3)
 	go func() {
 		defer bg.Done()
@@ -300,4 +323,24 @@ func sharedLockProcess(procs []config.Process) (config.Process, error) {
 func fileExists(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && !fi.IsDir()
+}
+
+// envBool reads a true/false environment variable; empty is false.
+func envBool(name string) (bool, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s: want true or false, got %q", name, v)
+	}
+	return b, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

@@ -24,6 +24,7 @@ var (
 	wrapperBin string
 	childBin   string
 	lockBin    string // the shared-lock server
+	mockBin    string // metadata-mock
 )
 
 func TestMain(m *testing.M) {
@@ -35,7 +36,9 @@ func TestMain(m *testing.M) {
 	wrapperBin = filepath.Join(dir, "process-wrapper")
 	childBin = filepath.Join(dir, "testchild")
 	lockBin = filepath.Join(dir, "shared-lock")
-	for bin, pkg := range map[string]string{wrapperBin: "../../cmd/process-wrapper", childBin: "../../internal/testchild", lockBin: "../../cmd/shared-lock"} {
+	mockBin = filepath.Join(dir, "metadata-mock")
+	for bin, pkg := range map[string]string{wrapperBin: "../../cmd/process-wrapper", childBin: "../../internal/testchild",
+		lockBin: "../../cmd/shared-lock", mockBin: "../../cmd/metadata-mock"} {
 		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if raceBuild && bin == wrapperBin {

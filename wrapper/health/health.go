@@ -86,6 +86,10 @@ func Report(kind Kind, v state.View) (bool, string) {
 		ok = false
 		b.WriteString("wrapper: shutting down\n")
 	}
+	if kind == Readiness && v.Preempted {
+		ok = false
+		b.WriteString("wrapper: preempted\n")
+	}
 	if kind == Readiness && v.Gate != "" && !v.Stopping {
 		ok = false
 		b.WriteString("wrapper: " + v.Gate + "\n")

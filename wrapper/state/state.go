@@ -86,19 +86,21 @@ func (p *Process) Live() (bool, string) {
 
 // Store holds the status of every process, in config order.
 type Store struct {
-	mu       sync.Mutex
-	procs    []Process
-	index    map[string]int
-	changed  chan struct{}
-	stopping bool
-	gate     string // why the wrapper as a whole is not ready yet (post-start hooks)
+	mu        sync.Mutex
+	procs     []Process
+	index     map[string]int
+	changed   chan struct{}
+	stopping  bool
+	preempted bool   // the node is being taken away: not ready, still live
+	gate      string // why the wrapper as a whole is not ready yet (post-start hooks)
 }
 
 // View is the whole state at one instant.
 type View struct {
-	Procs    []Process
-	Stopping bool   // the wrapper is shutting down
-	Gate     string // non-empty: the wrapper is not ready for this reason (post-start hooks)
+	Procs     []Process
+	Stopping  bool   // the wrapper is shutting down
+	Preempted bool   // the node is preempted
+	Gate      string // non-empty: the wrapper is not ready for this reason (post-start hooks)
 }
 
 // New returns a store with every named process pending.
@@ -163,7 +165,17 @@ func (s *Store) Snapshot() ([]Process, <-chan struct{}) {
 func (s *Store) Watch() (View, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return View{Procs: append([]Process(nil), s.procs...), Stopping: s.stopping, Gate: s.gate}, s.changed
+	return View{Procs: append([]Process(nil), s.procs...), Stopping: s.stopping, Preempted: s.preempted, Gate: s.gate}, s.changed
+}
+
+// SetPreempted records that the node is preempted.
+func (s *Store) SetPreempted() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.preempted {
+		s.preempted = true
+		s.notifyLocked()
+	}
 }
 
 // SetGate holds the wrapper's readiness back for reason; "" opens it.

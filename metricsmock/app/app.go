@@ -3,17 +3,14 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os/signal"
 	"syscall"
-	"time"
 
-	"github.com/alecthomas/kong"
 	"github.com/process-wrapper/process-wrapper/internal/logline"
+	"github.com/process-wrapper/process-wrapper/internal/service"
 	"github.com/process-wrapper/process-wrapper/internal/version"
 	"github.com/process-wrapper/process-wrapper/metricsmock"
 )
@@ -25,27 +22,13 @@ type options struct {
 	Version bool   `name:"version" help:"Print the version and exit."`
 }
 
+func isBool(name string) bool { return name == "version" || name == "help" || name == "h" }
+
 // Main serves until SIGTERM or SIGINT.
 func Main(args []string, stdout io.Writer) int {
 	log := logline.NewLogger(logline.NewOutput(stdout), "metrics-mock")
 	var o options
-	code := -1
-	p, err := kong.New(&o, kong.Name("metrics-mock"), kong.Exit(func(c int) { code = c }),
-		kong.Description("Records the lifecycle events process-wrapper sends over UDP and serves them over HTTP."))
-	if err != nil {
-		log.Error("command line model", "err", err)
-		return 2
-	}
-	for i, a := range args {
-		if len(a) > 2 && a[0] == '-' && a[1] != '-' {
-			args[i] = "-" + a
-		}
-	}
-	if _, err := p.Parse(args); err != nil || code >= 0 {
-		if err != nil {
-			log.Error("bad command line", "err", err)
-			return 2
-		}
+	if done, code := service.Parse("metrics-mock", "Records the lifecycle events process-wrapper sends over UDP and serves them over HTTP.", args, &o, isBool, log); done {
 		return code
 	}
 	if o.Version {
@@ -67,18 +50,13 @@ func Main(args []string, stdout io.Writer) int {
 	defer stop()
 	done := make(chan struct{})
 	go func() { defer close(done); rec.ServeUDP(ctx, pc) }()
-	srv := &http.Server{Handler: rec.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
 	log.Info("serving", "udp", pc.LocalAddr().String(), "http", ln.Addr().String())
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err = service.Serve(ln, rec.Handler(), log)
+	stop()
+	<-done
+	if err != nil {
 		log.Error("serve", "err", err)
 		return 1
 	}
-	<-done
 	return 0
 }

@@ -5,8 +5,9 @@ package cli
 
 import (
 	"fmt"
-	"strings"
 	"time"
+
+	"github.com/process-wrapper/process-wrapper/internal/service"
 
 	"github.com/alecthomas/kong"
 )
@@ -31,32 +32,10 @@ type Options struct {
 // boolFlags take no value; every other long flag takes one.
 var boolFlags = map[string]bool{"debug": true, "envoy-drain": true, "shared-lock": true, "version": true, "wait": true, "help": true, "h": true}
 
-// Normalize rewrites -name and -name=value into --name and --name=value, up
-// to a "--" terminator, as Go's flag package accepted both forms and kong
-// would read -config as short flags. The wrapper has no positional
-// arguments, so every single-dash word of more than one letter is a long
-// flag; the word after a flag that takes a value is that value, left as it
-// is (it may start with a dash).
+// Normalize rewrites Go-style single-dash long flags (-config x) into the
+// double-dash form kong reads (see service.NormalizeFlags).
 func Normalize(args []string) []string {
-	out := make([]string, len(args))
-	copy(out, args)
-	for i := 0; i < len(out); i++ {
-		a := out[i]
-		if a == "--" {
-			break
-		}
-		if len(a) < 2 || a[0] != '-' {
-			continue
-		}
-		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if a[1] != '-' && len(name) > 1 {
-			out[i] = "-" + a
-		}
-		if !hasValue && !boolFlags[name] {
-			i++ // skip the value
-		}
-	}
-	return out
+	return service.NormalizeFlags(args, func(name string) bool { return boolFlags[name] })
 }
 
 // Parse reads args (without the program name). It returns the kong context

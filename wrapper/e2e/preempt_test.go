@@ -97,6 +97,11 @@ func TestMetadataServerTrouble(t *testing.T) {
 	if n, took := requests.Load(), time.Since(began); float64(n) > took.Seconds()+3 {
 		t.Errorf("%d requests in %v: a busy loop", n, took)
 	}
+	// one line per kind of trouble, not one per try
+	waitfor.Condition(t, 10*time.Second, "the second kind of trouble logged", func() bool {
+		return len(w.find("msg", "metadata server: retrying with backoff")) == 2
+	})
+	waitfor.Condition(t, 15*time.Second, "another try of the same trouble", func() bool { return requests.Load() >= 4 })
 	if got := len(w.find("msg", "metadata server: retrying with backoff")); got != 2 {
 		t.Errorf("%d retry lines for two kinds of trouble, want one each", got)
 	}

@@ -42,10 +42,10 @@ services:
 # the wrapper module under the race detector (its end-to-end tests then run a
 # race-built wrapper binary too)
 test-race:
-	$(GO) test -race -timeout 15m ./wrapper/...
+	$(GO) test -race -count=1 -timeout 15m ./wrapper/...
 
 test-unit:
-	$(GO) test -timeout 10m $(addsuffix /...,$(addprefix ./,$(filter-out wrapper,$(MODULES)) cmd))
+	$(GO) test -count=1 -timeout 10m $(addsuffix /...,$(addprefix ./,$(filter-out wrapper,$(MODULES)) cmd))
 
 # each fuzz target briefly, from its seed corpus on
 test-fuzz:

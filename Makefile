@@ -8,6 +8,13 @@ COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 PKG := github.com/process-wrapper/process-wrapper
 LDFLAGS := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 BINARIES := process-wrapper shared-lock metadata-mock metrics-mock
+# The wrapper is injected into other images and its idle RSS is mostly its
+# own pages: dependencies are compiled without inlining (-1 MB of binary,
+# -0.5 MiB of RSS), except the runtime, the packages on the log relay's hot
+# path and the project's own code (no measurable cost, see README).
+NOINLINE := -gcflags=all=-l -gcflags=runtime/...= -gcflags=internal/...= -gcflags=sync/...= \
+	-gcflags=syscall= -gcflags=os= -gcflags=time= -gcflags=bytes= -gcflags=encoding/binary= \
+	-gcflags=unicode/...= -gcflags=$(PKG)/...=
 # every module but cmd (mains only) and integration (run by test-integration)
 MODULES := internal wrapper sharedlock metadatamock metricsmock prommerge
 FUZZTIME ?= 10s
@@ -20,6 +27,9 @@ build: $(addprefix bin/,$(BINARIES)) bin/testchild
 
 bin/%: FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/$*
+
+bin/process-wrapper: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' $(NOINLINE) -o $@ ./cmd/process-wrapper
 
 bin/testchild: FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ ./internal/testchild

@@ -1,6 +1,9 @@
 package sharedlock
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
 
 type metrics struct {
 	reg          *prometheus.Registry
@@ -30,7 +33,7 @@ func newMetrics() *metrics {
 		etcdErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "shared_lock_etcd_errors_total", Help: "etcd requests that failed."}),
 	}
 	m.reg.MustRegister(m.acquisitions, m.wait, m.renewals, m.releases, m.expiries, m.etcdErrors,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"acquired", "held", "timeout", "gone", "expired"} {
 		m.acquisitions.WithLabelValues(r)
 	}

@@ -258,8 +258,6 @@ func (w *wrapper) signal(sig syscall.Signal) {
 	}
 }
 
-func (w *wrapper) pid() int { return w.cmd.Process.Pid }
-
 // url returns the base URL of the wrapper's endpoints, from its "starting" line.
 func (w *wrapper) url() string {
 	w.t.Helper()

@@ -104,7 +104,9 @@ func startDaemon(t *testing.T, r *Reaper, script string) int {
 		t.Fatal(err)
 	}
 	defer rd.Close()
-	_, ch, err := r.Start("/bin/sh", []string{"sh", "-c", script + " & echo $!"}, &syscall.ProcAttr{Files: []uintptr{0, wr.Fd(), 2}})
+	// the whole script in the background: the shell exits at once, and the
+	// script's process is left to the wrapper (here, the test) to reap
+	_, ch, err := r.Start("/bin/sh", []string{"sh", "-c", "(" + script + ") & echo $!"}, &syscall.ProcAttr{Files: []uintptr{0, wr.Fd(), 2}})
 	wr.Close()
 	if err != nil {
 		t.Fatal(err)

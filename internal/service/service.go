@@ -6,12 +6,16 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/process-wrapper/process-wrapper/internal/version"
 
 	"github.com/alecthomas/kong"
 	"github.com/process-wrapper/process-wrapper/internal/logline"
@@ -43,6 +47,29 @@ func NormalizeFlags(args []string, isBool func(name string) bool) []string {
 		}
 	}
 	return out
+}
+
+// Common are the flags every small binary has; a binary's options embed it
+// (`embed:""`).
+type Common struct {
+	Version bool `name:"version" help:"Print the version and exit."`
+}
+
+// commonBool tells the boolean flags of Common and kong's help.
+func commonBool(name string) bool { return name == "version" || name == "help" || name == "h" }
+
+// Run parses args into opts (which embeds Common) for the binary name, and
+// prints the version for -version. done is true when the program must exit
+// with code: help or version printed, or a bad command line, logged.
+func Run(name, description string, args []string, opts any, common *Common, stdout io.Writer, log *logline.Logger) (done bool, code int) {
+	if done, code := Parse(name, description, args, opts, commonBool, log); done {
+		return done, code
+	}
+	if common.Version {
+		fmt.Fprintln(stdout, version.String(name))
+		return true, 0
+	}
+	return false, 0
 }
 
 // Parse parses args into opts with kong. done is true when the program

@@ -2,33 +2,25 @@
 package app
 
 import (
-	"fmt"
 	"io"
 	"net"
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/internal/service"
-	"github.com/process-wrapper/process-wrapper/internal/version"
 	"github.com/process-wrapper/process-wrapper/metadatamock"
 )
 
 type options struct {
-	Listen  string `name:"listen" default:":8989" help:"Address to serve on."`
-	Version bool   `name:"version" help:"Print the version and exit."`
+	Listen         string `name:"listen" default:":8989" help:"Address to serve on."`
+	service.Common `embed:""`
 }
-
-func isBool(name string) bool { return name == "version" || name == "help" || name == "h" }
 
 // Main serves until SIGTERM or SIGINT.
 func Main(args []string, stdout io.Writer) int {
 	log := logline.NewLogger(logline.NewOutput(stdout), "metadata-mock")
 	var o options
-	if done, code := service.Parse("metadata-mock", "A GCE metadata server stand-in: instance/preempted and instance/maintenance-event, with a control API.", args, &o, isBool, log); done {
+	if done, code := service.Run("metadata-mock", "A GCE metadata server stand-in: instance/preempted and instance/maintenance-event, with a control API.", args, &o, &o.Common, stdout, log); done {
 		return code
-	}
-	if o.Version {
-		fmt.Fprintln(stdout, version.String("metadata-mock"))
-		return 0
 	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {

@@ -3,7 +3,6 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"os/signal"
@@ -11,29 +10,22 @@ import (
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/internal/service"
-	"github.com/process-wrapper/process-wrapper/internal/version"
 	"github.com/process-wrapper/process-wrapper/metricsmock"
 )
 
 type options struct {
-	UDP     string `name:"udp" default:":9999" help:"UDP address the events arrive on."`
-	HTTP    string `name:"http" default:":9998" help:"HTTP address of /events and /metrics."`
-	Keep    int    `name:"keep" default:"10000" help:"How many events are kept."`
-	Version bool   `name:"version" help:"Print the version and exit."`
+	UDP            string `name:"udp" default:":9999" help:"UDP address the events arrive on."`
+	HTTP           string `name:"http" default:":9998" help:"HTTP address of /events and /metrics."`
+	Keep           int    `name:"keep" default:"10000" help:"How many events are kept."`
+	service.Common `embed:""`
 }
-
-func isBool(name string) bool { return name == "version" || name == "help" || name == "h" }
 
 // Main serves until SIGTERM or SIGINT.
 func Main(args []string, stdout io.Writer) int {
 	log := logline.NewLogger(logline.NewOutput(stdout), "metrics-mock")
 	var o options
-	if done, code := service.Parse("metrics-mock", "Records the lifecycle events process-wrapper sends over UDP and serves them over HTTP.", args, &o, isBool, log); done {
+	if done, code := service.Run("metrics-mock", "Records the lifecycle events process-wrapper sends over UDP and serves them over HTTP.", args, &o, &o.Common, stdout, log); done {
 		return code
-	}
-	if o.Version {
-		fmt.Fprintln(stdout, version.String("metrics-mock"))
-		return 0
 	}
 	pc, err := net.ListenPacket("udp", o.UDP)
 	if err != nil {

@@ -2,7 +2,6 @@
 package app
 
 import (
-	"fmt"
 	"io"
 	"net"
 
@@ -13,24 +12,18 @@ import (
 )
 
 type options struct {
-	DataDir   string `name:"data-dir" default:"shared-lock.etcd" help:"Data directory of the embedded etcd (used when SHARED_LEASE_ETCD_ENDPOINTS is not set)."`
-	ClientURL string `name:"etcd-client-url" default:"http://127.0.0.1:2379" help:"Client URL of the embedded etcd."`
-	PeerURL   string `name:"etcd-peer-url" default:"http://127.0.0.1:2380" help:"Peer URL of the embedded etcd."`
-	Version   bool   `name:"version" help:"Print the version and exit."`
+	DataDir        string `name:"data-dir" default:"shared-lock.etcd" help:"Data directory of the embedded etcd (used when SHARED_LEASE_ETCD_ENDPOINTS is not set)."`
+	ClientURL      string `name:"etcd-client-url" default:"http://127.0.0.1:2379" help:"Client URL of the embedded etcd."`
+	PeerURL        string `name:"etcd-peer-url" default:"http://127.0.0.1:2380" help:"Peer URL of the embedded etcd."`
+	service.Common `embed:""`
 }
-
-func isBool(name string) bool { return name == "version" || name == "help" || name == "h" }
 
 // Main runs the server until SIGTERM or SIGINT and returns the exit code.
 func Main(args []string, stdout io.Writer) int {
 	log := logline.NewLogger(logline.NewOutput(stdout), "shared-lock")
 	var o options
-	if done, code := service.Parse("shared-lock", "Named locks with a TTL, held by etcd leases that live only as long as their holder renews them.", args, &o, isBool, log); done {
+	if done, code := service.Run("shared-lock", "Named locks with a TTL, held by etcd leases that live only as long as their holder renews them.", args, &o, &o.Common, stdout, log); done {
 		return code
-	}
-	if o.Version {
-		fmt.Fprintln(stdout, version.String("shared-lock"))
-		return 0
 	}
 	cfg := sharedlock.DefaultConfig()
 	cfg.DataDir, cfg.EmbeddedClientURL, cfg.EmbeddedPeerURL = o.DataDir, o.ClientURL, o.PeerURL

@@ -14,38 +14,21 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
+	"github.com/process-wrapper/process-wrapper/internal/lifecycle"
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Event is one lifecycle event, the JSON object of one datagram.
-type Event struct {
-	Event     string            `json:"event"`
-	Time      time.Time         `json:"time"`
-	Process   string            `json:"process,omitempty"`
-	Pid       int               `json:"pid,omitempty"`
-	Code      *int              `json:"code,omitempty"`
-	Probe     string            `json:"probe,omitempty"`
-	Reason    string            `json:"reason,omitempty"`
-	Node      string            `json:"node,omitempty"`
-	Namespace string            `json:"namespace,omitempty"`
-	Pod       string            `json:"pod,omitempty"`
-	Labels    map[string]string `json:"labels,omitempty"`
-}
+type Event = lifecycle.Event
 
 // Kinds are the event names the wrapper sends.
-var Kinds = map[string]bool{
-	"process_start": true, "process_exit": true, "process_restart": true,
-	"probe_failure": true, "probe_recovery": true, "shutdown": true,
-	"preemption": true, "termination": true,
-}
+var Kinds = lifecycle.Kinds
 
-// MaxDatagram is the largest event accepted; a larger datagram is malformed
-// (the wrapper keeps its events well under it).
-const MaxDatagram = 16 << 10
+// MaxDatagram is the largest event accepted; a larger datagram is malformed.
+const MaxDatagram = lifecycle.MaxDatagram
 
 // Decode validates one datagram strictly: one JSON object, known fields, a
 // known event name and a time.

@@ -241,3 +241,24 @@ func Write(w io.Writer, fams []*dto.MetricFamily) error {
 	}
 	return nil
 }
+
+// Gatherer is the merging program's own registry (a prometheus.Gatherer).
+type Gatherer interface {
+	Gather() ([]*dto.MetricFamily, error)
+}
+
+// Handler serves, on each request, own's families merged with the targets'
+// (scraped then, each bounded by ScrapeTimeout of the request), in the text
+// format. The targets are fixed here: nothing in a request can name one.
+func (m *Merger) Handler(own Gatherer, targets []Target) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var fams []*dto.MetricFamily
+		if own != nil {
+			// a registry that fails in part still returns what it gathered
+			fams, _ = own.Gather()
+		}
+		merged, _ := m.Merge(fams, m.Scrape(r.Context(), targets, m.ScrapeTimeout(r)))
+		w.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+		_ = Write(w, merged)
+	})
+}

@@ -21,13 +21,17 @@ import (
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/internal/version"
+	"github.com/process-wrapper/process-wrapper/prommerge"
 	"github.com/process-wrapper/process-wrapper/wrapper/cli"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/events"
 	"github.com/process-wrapper/process-wrapper/wrapper/health"
 	"github.com/process-wrapper/process-wrapper/wrapper/hook"
 	"github.com/process-wrapper/process-wrapper/wrapper/lockclient"
+	"github.com/process-wrapper/process-wrapper/wrapper/metrics"
 	"github.com/process-wrapper/process-wrapper/wrapper/preempt"
 	"github.com/process-wrapper/process-wrapper/wrapper/probe"
+	"github.com/process-wrapper/process-wrapper/wrapper/profile"
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
 	"github.com/process-wrapper/process-wrapper/wrapper/relay"
 	"github.com/process-wrapper/process-wrapper/wrapper/state"
@@ -144,7 +148,30 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 	// No signal.Stop at the end: it waits for the signal machinery to go
 	// idle (milliseconds), and the wrapper exits right after run returns.
 
+	names := make([]string, len(procs))
+	for i, p := range procs {
+		names[i] = p.Name
+	}
+	st := state.New(names)
+	met := metrics.New(st)
+	observers := events.Observers{met}
+	sendCfg, err := events.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		log.Error("bad environment", "err", err)
+		return ExitUsage
+	}
+	var sender *events.Sender
+	if sendCfg.Address != "" {
+		if sender, err = events.NewSender(sendCfg, log); err != nil {
+			log.Error("bad environment", "err", err)
+			return ExitUsage
+		}
+		metrics.RegisterSender(met.Registry(), sender)
+		observers = append(observers, sender)
+	}
+
 	rp := reaper.New()
+	rp.OnOrphan = func(e reaper.Exit) { met.Orphan(e.Pid, &e.Rusage) }
 	reaps, err := reaper.BecomeSubreaper()
 	if err != nil {
 		log.Warn("cannot become a child subreaper: orphans of the processes will not be reaped by the wrapper", "err", err)
@@ -153,11 +180,6 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 	go func() { defer close(reaperDone); rp.Run(ctx) }()
 	defer func() { cancel(); <-reaperDone }()
 
-	names := make([]string, len(procs))
-	for i, p := range procs {
-		names[i] = p.Name
-	}
-	st := state.New(names)
 	beats := probe.NewBeats()
 	readyFile := &health.ReadinessFile{Path: opts.ReadinessFile, Log: log}
 	// an envoy drain in progress is abandoned when the shutdown begins
@@ -175,6 +197,7 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 		Reaps:      reaps,
 		Locks:      lockclient.New(opts.SharedLockURL),
 		Beats:      beats,
+		Observer:   observers,
 		AMQP:       probe.AMQPDefaults{DSNTemplate: os.Getenv("AMQP_PROBE_RABBITMQ_DSN_TEMPLATE"), User: os.Getenv("AMQP_PROBE_RABBITMQ_USER"), Pass: os.Getenv("AMQP_PROBE_RABBITMQ_PASS")},
 		BeforeStop: func() { readyFile.Remove(); stopDrain() },
 	})
@@ -187,8 +210,8 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 		log.Error("cannot serve the health endpoints", "err", err)
 		return ExitUsage
 	}
-	hs := &health.Server{State: st, Beats: beats, WaitDeadline: opts.WaitDeadline, Log: log}
-	hooks := &hook.Runner{Reaper: rp, State: st, Log: log, Environ: sup.Environ}
+	hs := &health.Server{State: st, Beats: beats, WaitDeadline: opts.WaitDeadline, Log: log, NotReady: met.ReadinessFailed}
+	hooks := &hook.Runner{Reaper: rp, State: st, Log: log, Environ: sup.Environ, Observer: observers}
 	for _, p := range procs {
 		hooks.Hooks = append(hooks.Hooks, p.PostStart...)
 	}
@@ -202,6 +225,7 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 		w := &preempt.Watcher{URL: envOr("METADATA_URL", preempt.DefaultMetadataURL), Log: log}
 		w.OnPreempted = func() {
 			st.SetPreempted()
+			observers.Observe(&events.Event{Kind: events.Preemption, Reason: "the metadata server says the instance is preempted"})
 			if opts.EnvoyDrain {
 				preempt.DrainEnvoy(drainCtx, envOr("ENVOY_DRAIN_URL", preempt.DefaultEnvoyDrainURL), log)
 			}
@@ -213,6 +237,27 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 		}()
 		log.Info("watching for preemption", "url", w.URL, "envoy_drain", opts.EnvoyDrain)
 	}
+	if sender != nil {
+		// the sender outlives ctx a little: it sends what is queued (the
+		// shutdown and the last exits) once the processes have ended
+		sendCtx, stopSending := context.WithCancel(context.Background())
+		sent := make(chan struct{})
+		go func() { defer close(sent); sender.Run(sendCtx) }()
+		defer func() { stopSending(); <-sent }()
+		log.Info("sending lifecycle events", "address", sendCfg.Address)
+	}
+	if opts.PyroscopeURL != "" {
+		stop, err := profile.Start(opts.PyroscopeURL, log)
+		if err != nil {
+			log.Error("bad command line", "err", err)
+			return ExitUsage
+		}
+		defer stop()
+	}
+	mux := hs.Handler()
+	mux.Handle("GET /metrics", met.Handler())
+	merger := &prommerge.Merger{Label: "process", Timeout: 10 * time.Second}
+	mux.Handle("GET /prommerge", merger.Handler(met.Registry(), mergeTargets(procs)))
 	bg.Add(3)
 	go func() {
 		defer bg.Done()
@@ -220,7 +265,7 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 	}()
 	go func() {
 		defer bg.Done()
-		if err := health.Serve(ctx, ln, hs.Handler()); err != nil {
+		if err := health.Serve(ctx, ln, mux); err != nil {
 			log.Error("health endpoints stopped", "err", err)
 		}
 	}()
@@ -254,6 +299,18 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 			}
 		}
 	}
+}
+
+// mergeTargets are the processes' metrics endpoints, on loopback, in
+// config order: /prommerge scrapes them.
+func mergeTargets(procs []config.Process) []prommerge.Target {
+	var t []prommerge.Target
+	for _, p := range procs {
+		if p.Metrics != nil {
+			t = append(t, prommerge.Target{Name: p.Name, URL: fmt.Sprintf("http://127.0.0.1:%d%s", p.Metrics.Port, p.Metrics.Path)})
+		}
+	}
+	return t
 }
 
 // waitMode is -wait: exit 0 as soon as the wrapper serving -http-address on
@@ -314,6 +371,7 @@ func sharedLockProcess(procs []config.Process) (config.Process, error) {
 		Env:           []config.KV{{Key: "SHARED_LEASE_ETCD_ENDPOINTS", Value: endpoints}, {Key: "SHARED_LEASE_SOCKET", Value: socket}},
 		RestartPolicy: config.Always,
 		StopSignal:    syscall.SIGTERM,
+		Metrics:       &config.Metrics{Port: portNum, Path: "/metrics"},
 		Readiness: &config.Probe{Kind: "http", Period: 2 * time.Second, Timeout: 2 * time.Second, SuccessThreshold: 1, FailureThreshold: 3,
 			Check: config.Check{HTTP: &config.HTTPCheck{URL: fmt.Sprintf("http://127.0.0.1:%d/healthz", portNum), Method: "GET",
 				ExpectedStatus: "200", StatusRanges: [][2]int{{200, 200}}}}},

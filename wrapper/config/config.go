@@ -53,7 +53,10 @@ type Process struct {
 	// SharedLock, when set, is taken from the shared-lock server before
 	// each run.
 	SharedLock *SharedLock
-	Line       int // where the process is defined
+	// Metrics, when set, is where the process serves Prometheus metrics:
+	// a target of /prommerge.
+	Metrics *Metrics
+	Line    int // where the process is defined
 }
 
 // rawProcess is the config entry as written, Kubernetes aliases included.
@@ -82,6 +85,7 @@ type rawProcess struct {
 
 	PostStart  []rawHook      `yaml:"postStart"`
 	SharedLock *rawSharedLock `yaml:"sharedLock"`
+	Metrics    *rawMetrics    `yaml:"metrics"`
 }
 
 type rawEnvVar struct {
@@ -309,6 +313,9 @@ func validate(d *decoder, n *yaml.Node, raw *rawProcess) Process {
 	}
 	if raw.SharedLock != nil {
 		p.SharedLock = validateSharedLock(d, child(n, "sharedLock"), raw.SharedLock)
+	}
+	if raw.Metrics != nil {
+		p.Metrics = validateMetrics(d, child(n, "metrics"), raw.Metrics)
 	}
 	hooksNode := child(n, "postStart")
 	for i := range raw.PostStart {

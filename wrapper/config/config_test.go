@@ -140,6 +140,12 @@ func TestParseErrors(t *testing.T) {
 		{"process not a mapping", "- just-a-string\n", []string{`process #1: expected a mapping, got str "just-a-string"`}},
 		{"json unknown field", `[{"name": "a", "entrypoint": "x", "extra": 1}]`,
 			[]string{`c.yaml:1:35: process "a": field "extra": unknown field`}},
+		{"metrics without port", "- name: a\n  entrypoint: x\n  metrics: {path: /m}\n",
+			[]string{`c.yaml:3:12: process "a": field "metrics.port": required: 1 to 65535, got 0`}},
+		{"metrics bad path", "- name: a\n  entrypoint: x\n  metrics: {port: 9090, path: metrics}\n",
+			[]string{`field "metrics.path": must be a URL path starting with '/', got "metrics"`}},
+		{"metrics unknown field", "- name: a\n  entrypoint: x\n  metrics: {port: 9090, host: evil.example}\n",
+			[]string{`field "metrics.host": unknown field (known fields: port, path)`}},
 		{"several errors at once", "- name: a\n  entrypoint: x\n  bogus: 1\n- name: b\n  entrypoint: y\n  restartPolicy: Sometimes\n",
 			[]string{`field "bogus": unknown field`, `process "b": field "restartPolicy"`}},
 	}
@@ -320,5 +326,21 @@ func TestDemoConfig(t *testing.T) {
 	}
 	if len(procs) < 3 {
 		t.Errorf("the demo has %d processes", len(procs))
+	}
+}
+
+func TestMetricsTarget(t *testing.T) {
+	procs, err := Parse("m.yaml", []byte("- {name: a, entrypoint: x, metrics: {port: 9090}}\n- {name: b, entrypoint: x, metrics: {port: 1, path: /stats/prometheus}}\n- {name: c, entrypoint: x}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := procs[0].Metrics; m == nil || *m != (Metrics{Port: 9090, Path: "/metrics"}) {
+		t.Errorf("a: %+v", m)
+	}
+	if m := procs[1].Metrics; m == nil || *m != (Metrics{Port: 1, Path: "/stats/prometheus"}) {
+		t.Errorf("b: %+v", m)
+	}
+	if procs[2].Metrics != nil {
+		t.Errorf("c: %+v", procs[2].Metrics)
 	}
 }

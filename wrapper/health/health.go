@@ -26,6 +26,9 @@ type Server struct {
 	Beats        *probe.Beats
 	WaitDeadline time.Duration // how long ?wait waits
 	Log          *logline.Logger
+	// NotReady, when set, hears each 503 of /readiness (the metric
+	// process_wrapper_readiness_failed_total).
+	NotReady func()
 
 	mu    sync.Mutex
 	cache [2]cached // per Kind: the answer for one state version
@@ -135,6 +138,9 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, kind Kind) {
 	h["Content-Type"] = plainText
 	h["Cache-Control"] = noStore
 	if !ok {
+		if kind == Readiness && s.NotReady != nil {
+			s.NotReady()
+		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	_, _ = w.Write(body)

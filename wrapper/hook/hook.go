@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/events"
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
 	"github.com/process-wrapper/process-wrapper/wrapper/state"
 )
@@ -27,6 +28,8 @@ type Runner struct {
 	Log     *logline.Logger
 	Environ func(process string) []string // the environment of the process's current run
 	Backoff [2]time.Duration              // initial and maximal delay between tries; zero: 1s, 30s
+	// Observer hears each try (events.HookRun, Process = the hook's name); may be nil.
+	Observer events.Observer
 }
 
 // Name identifies a hook in logs and bodies: app.postStart[0].
@@ -57,6 +60,9 @@ func (r *Runner) Run(ctx context.Context) {
 			err := r.runOnce(ctx, h)
 			if ctx.Err() != nil {
 				return
+			}
+			if r.Observer != nil {
+				r.Observer.Observe(&events.Event{Kind: events.HookRun, Process: Name(h), OK: err == nil, Elapsed: time.Since(began), Reason: errString(err)})
 			}
 			if err == nil {
 				r.Log.Info("post-start hook succeeded", "hook", Name(h), "tries", try, "took", time.Since(began).Round(time.Millisecond).String())
@@ -152,4 +158,11 @@ func oneLine(b []byte) string {
 		return "(none)"
 	}
 	return fmt.Sprintf("%q", s)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

@@ -60,6 +60,10 @@ type Reaper struct {
 	order   []int // recent's pids, oldest first
 	orphans atomic.Uint64
 	sigs    chan os.Signal
+
+	// OnOrphan, when set before Run, hears the exit of every orphan reaped
+	// (on the reaper's goroutine: it must not block).
+	OnOrphan func(Exit)
 }
 
 // recentOrphans bounds how many orphan exits are kept for a late Adopt.
@@ -237,6 +241,9 @@ func (r *Reaper) reapAll() {
 			ch <- e // buffered: never blocks
 		} else {
 			r.orphans.Add(1)
+			if r.OnOrphan != nil {
+				r.OnOrphan(e)
+			}
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/events"
 	"github.com/process-wrapper/process-wrapper/wrapper/probe"
 	"github.com/process-wrapper/process-wrapper/wrapper/state"
 )
@@ -48,7 +49,7 @@ func newProbeSet(p *config.Process, t *probe.Target) (probeSet, error) {
 // the startup probe first, then readiness and liveness together. A liveness
 // failure past its threshold, or a startup probe that fails for good, is
 // sent on unhealthy (once): the runner then restarts the process.
-func (r *runner) runProbes(ctx context.Context, wg *sync.WaitGroup, unhealthy chan<- string) {
+func (r *runner) runProbes(ctx context.Context, wg *sync.WaitGroup, unhealthy chan<- restartRequest) {
 	set := r.probes
 	if set.startup == nil && set.readiness == nil && set.liveness == nil {
 		return
@@ -56,14 +57,14 @@ func (r *runner) runProbes(ctx context.Context, wg *sync.WaitGroup, unhealthy ch
 	if r.heartbeats {
 		r.sup.opt.Beats.Beat(r.p.Name) // a new run has maxAge to send its first beat
 	}
-	signal := func(why string) {
+	signal := func(u restartRequest) {
 		select {
-		case unhealthy <- why:
+		case unhealthy <- u:
 		default: // one restart request is enough
 		}
 	}
-	report := func(res probe.Result) { r.report(res, signal) }
 	worker := func(spec *probeSpec, until func(probe.Result) bool) *probe.Worker {
+		report := func(res probe.Result) { r.report(spec, res, signal) }
 		return &probe.Worker{Type: spec.typ, Probe: spec.cfg, Checker: spec.checker, Report: report, Until: until}
 	}
 	wg.Add(1)
@@ -81,7 +82,8 @@ func (r *runner) runProbes(ctx context.Context, wg *sync.WaitGroup, unhealthy ch
 			if !last.OK {
 				r.log().Warn("startup probe failed: restarting process", "process", r.p.Name, "failures", last.Failures, "reason", last.Reason)
 				r.setState(func(p *state.Process) { p.LiveFailed, p.ProbeReason = true, "startup: "+last.Reason })
-				signal("startup probe failed: " + last.Reason)
+				r.sup.emit(&events.Event{Kind: events.ProbeFailure, Process: r.p.Name, Probe: s.typ.String(), ProbeKind: s.cfg.Kind, Reason: last.Reason})
+				signal(restartRequest{events.RestartStartup, "startup probe failed: " + last.Reason})
 				return
 			}
 			r.log().Info("startup probe passed", "process", r.p.Name, "checks", last.Checks)
@@ -100,9 +102,25 @@ func (r *runner) runProbes(ctx context.Context, wg *sync.WaitGroup, unhealthy ch
 	}()
 }
 
-// report takes one probe result into the process's state and logs changes.
-func (r *runner) report(res probe.Result, unhealthy func(why string)) {
+// restartRequest is a probe's request to restart the process.
+type restartRequest struct {
+	cause  string // events.RestartLiveness or events.RestartStartup
+	reason string // for people
+}
+
+// report takes one probe result into the process's state, logs changes and
+// tells the observer.
+func (r *runner) report(spec *probeSpec, res probe.Result, restart func(restartRequest)) {
 	name := r.p.Name
+	r.sup.emit(&events.Event{Kind: events.ProbeCheck, Process: name, Probe: spec.typ.String(), ProbeKind: spec.cfg.Kind,
+		OK: res.Reason == "", Elapsed: res.Elapsed})
+	if res.Changed && res.Type != probe.Startup {
+		kind := events.ProbeRecovery
+		if !res.OK {
+			kind = events.ProbeFailure
+		}
+		r.sup.emit(&events.Event{Kind: kind, Process: name, Probe: spec.typ.String(), ProbeKind: spec.cfg.Kind, Reason: res.Reason})
+	}
 	if res.Reason != "" {
 		r.log().Debug("probe check failed", "process", name, "probe", res.Type.String(), "failures", res.Failures, "reason", res.Reason)
 	}
@@ -126,7 +144,7 @@ func (r *runner) report(res probe.Result, unhealthy func(why string)) {
 		if res.Changed && !res.OK {
 			r.log().Warn("liveness probe failed: restarting process", "process", name, "failures", res.Failures, "reason", res.Reason)
 			r.setState(func(p *state.Process) { p.LiveFailed, p.ProbeReason = true, "liveness: "+res.Reason })
-			unhealthy("liveness probe failed: " + res.Reason)
+			restart(restartRequest{events.RestartLiveness, "liveness probe failed: " + res.Reason})
 		}
 	}
 }

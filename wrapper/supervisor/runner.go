@@ -14,6 +14,7 @@ import (
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/events"
 	"github.com/process-wrapper/process-wrapper/wrapper/lockclient"
 	"github.com/process-wrapper/process-wrapper/wrapper/probe"
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
@@ -123,7 +124,7 @@ func (r *runner) run() {
 			lease = &l
 		}
 		started := time.Now()
-		code, stopped := r.once(lease)
+		code, stopped, why := r.once(lease)
 		lastCode = code
 		ran := time.Since(started)
 		if stopped {
@@ -160,7 +161,8 @@ func (r *runner) run() {
 		if ran >= s.opt.Backoff.ResetAfter {
 			delay = s.opt.Backoff.Initial
 		}
-		r.log().Info("restarting process", "process", r.p.Name, "in", delay.String(), "code", code, "restarts", restarts+1)
+		r.log().Info("restarting process", "process", r.p.Name, "in", delay.String(), "code", code, "restarts", restarts+1, "reason", why)
+		s.emit(&events.Event{Kind: events.ProcessRestart, Process: r.p.Name, Code: code, Reason: why})
 		r.setState(func(p *state.Process) {
 			p.Phase, p.Pid, p.ExitCode = state.Backoff, 0, code
 			p.Reason = fmt.Sprintf("exited %d, restarting in %s", code, delay)
@@ -180,9 +182,10 @@ func (r *runner) run() {
 	}
 }
 
-// once starts the process and waits for its exit. It returns the exit code
-// and whether the exit came after the shutdown began.
-func (r *runner) once(lease *lockclient.Lease) (code int, stopped bool) {
+// once starts the process and waits for its exit. It returns the exit code,
+// whether the exit came after the shutdown began, and why the run ended
+// (a restart reason of package events).
+func (r *runner) once(lease *lockclient.Lease) (code int, stopped bool, why string) {
 	s := r.sup
 	exitCh, pid, err := r.start()
 	var k *keeper
@@ -206,9 +209,11 @@ func (r *runner) once(lease *lockclient.Lease) (code int, stopped bool) {
 		code := startErrorCode(err)
 		r.log().Error("start failed", "process", r.p.Name, "code", code, "err", err)
 		r.setState(func(p *state.Process) { p.Reason = err.Error() })
-		return code, false
+		return code, false, events.RestartStart
 	}
+	began := time.Now()
 	r.log().Info("process started", "process", r.p.Name, "pid", pid)
+	s.emit(&events.Event{Kind: events.ProcessStart, Process: r.p.Name, Pid: pid})
 	r.setState(func(p *state.Process) {
 		p.Phase, p.Pid, p.Reason = state.Running, pid, ""
 		p.Started, p.ProbeReady = r.probes.startup == nil, r.probes.readiness == nil
@@ -216,12 +221,13 @@ func (r *runner) once(lease *lockclient.Lease) (code int, stopped bool) {
 	})
 	pctx, cancelProbes := context.WithCancel(context.Background())
 	var probes sync.WaitGroup
-	unhealthy := make(chan string, 1)
+	unhealthy := make(chan restartRequest, 1)
 	r.runProbes(pctx, &probes, unhealthy)
 	defer func() { cancelProbes(); probes.Wait() }()
 
 	var e reaper.Exit
 	adopted := false
+	why = events.RestartExit
 wait:
 	select {
 	case e = <-exitCh:
@@ -251,18 +257,20 @@ wait:
 		// be dead by then, so the grace ends at the lease's end
 		r.log().Error("shared lock lost: stopping process", "process", r.p.Name, "lock", r.p.SharedLock.Name, "reason", lost.reason)
 		r.setState(func(p *state.Process) { p.Reason = "shared lock lost: " + lost.reason })
+		why = events.RestartLockLost
 		cancelProbes()
 		timer := time.NewTimer(time.Until(lost.deadline))
 		e = r.stop(pid, exitCh, timer.C)
 		timer.Stop()
-	case why := <-unhealthy:
+	case u := <-unhealthy:
 		// as kubelet does with a container: stop signal, then SIGKILL
 		// after the grace period; the restart policy decides what follows
 		cancelProbes()
+		why = u.cause
 		timer := time.NewTimer(s.opt.Deadline)
 		e = r.stop(pid, exitCh, timer.C)
 		timer.Stop()
-		r.log().Info("stopped unhealthy process", "process", r.p.Name, "reason", why)
+		r.log().Info("stopped unhealthy process", "process", r.p.Name, "reason", u.reason)
 	}
 	r.mu.Lock()
 	r.pid = 0
@@ -272,7 +280,8 @@ wait:
 		level = r.log().Warn
 	}
 	level("process exited", "process", r.p.Name, "pid", pid, "code", e.Code(), "exit", e.String())
-	return e.Code(), stopped
+	s.emit(&events.Event{Kind: events.ProcessExit, Process: r.p.Name, Pid: pid, Code: e.Code(), Elapsed: time.Since(began), Rusage: &e.Rusage})
+	return e.Code(), stopped, why
 }
 
 // adopt reads the pid file (waiting for it to name a live pid, up to the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/events"
 	"github.com/process-wrapper/process-wrapper/wrapper/lockclient"
 	"github.com/process-wrapper/process-wrapper/wrapper/probe"
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
@@ -50,6 +51,7 @@ type Options struct {
 	Beats     *probe.Beats       // heartbeats received over HTTP
 	Locks     *lockclient.Client // the shared-lock server (-shared-lock-url)
 	AMQP      probe.AMQPDefaults
+	Observer  events.Observer // hears starts, exits, restarts, probe checks and the shutdown; may be nil
 	// BeforeStop runs at the start of the shutdown, after the state says
 	// "stopping" (so /readiness answers 503) and before any process is
 	// signalled: the readiness file is removed there.
@@ -148,12 +150,20 @@ func (s *Supervisor) Stop(cause syscall.Signal) {
 	s.stopOnce.Do(func() {
 		s.opt.State.SetStopping()
 		s.opt.Log.Info("shutting down", "signal", config.SignalName(cause), "deadline", s.opt.Deadline.String())
+		s.emit(&events.Event{Kind: events.Shutdown, Reason: config.SignalName(cause)})
 		if s.opt.BeforeStop != nil {
 			s.opt.BeforeStop()
 		}
 		close(s.stopping)
 		time.AfterFunc(s.opt.Deadline, func() { s.killOnce.Do(func() { close(s.kill) }) })
 	})
+}
+
+// emit hands e to the observer.
+func (s *Supervisor) emit(e *events.Event) {
+	if s.opt.Observer != nil {
+		s.opt.Observer.Observe(e)
+	}
 }
 
 // Environ returns the environment of the current run of process name (the

@@ -1,0 +1,44 @@
+// Package lifecycle is the wire format of the wrapper's lifecycle events:
+// one JSON object per UDP datagram to the metrics server. The wrapper sends
+// it and metrics-mock decodes it, so both agree by construction.
+package lifecycle
+
+import "time"
+
+// Event is one lifecycle event, the JSON object of one datagram.
+type Event struct {
+	Event     string            `json:"event"`
+	Time      time.Time         `json:"time"`
+	Process   string            `json:"process,omitempty"`
+	Pid       int               `json:"pid,omitempty"`
+	Code      *int              `json:"code,omitempty"`
+	Probe     string            `json:"probe,omitempty"`
+	Reason    string            `json:"reason,omitempty"`
+	Node      string            `json:"node,omitempty"`
+	Namespace string            `json:"namespace,omitempty"`
+	Pod       string            `json:"pod,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// The event names.
+const (
+	ProcessStart   = "process_start"
+	ProcessExit    = "process_exit"
+	ProcessRestart = "process_restart"
+	ProbeFailure   = "probe_failure"
+	ProbeRecovery  = "probe_recovery"
+	Shutdown       = "shutdown"
+	Preemption     = "preemption"
+	Termination    = "termination"
+)
+
+// Kinds are the event names the wrapper sends.
+var Kinds = map[string]bool{
+	ProcessStart: true, ProcessExit: true, ProcessRestart: true,
+	ProbeFailure: true, ProbeRecovery: true, Shutdown: true,
+	Preemption: true, Termination: true,
+}
+
+// MaxDatagram is the largest event: the wrapper shortens the reason of a
+// larger one, and the mock counts a larger datagram as malformed.
+const MaxDatagram = 16 << 10

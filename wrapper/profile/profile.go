@@ -1,0 +1,52 @@
+// Package profile sends continuous profiles of the wrapper itself to a
+// Pyroscope server (-pyroscope-url) with the Pyroscope Go client.
+package profile
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+
+	"github.com/grafana/pyroscope-go"
+	"github.com/process-wrapper/process-wrapper/internal/logline"
+)
+
+// Start starts profiling to the server at rawURL (credentials in the URL's
+// user part become basic auth) and returns the function that stops it,
+// which uploads what was collected since the last upload.
+func Start(rawURL string, log *logline.Logger) (stop func(), err error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("-pyroscope-url: want an http(s) URL of the Pyroscope server, got %q", rawURL)
+	}
+	cfg := pyroscope.Config{
+		ApplicationName: "process-wrapper",
+		Logger:          logger{log},
+		Tags:            map[string]string{},
+	}
+	if u.User != nil {
+		cfg.BasicAuthUser = u.User.Username()
+		cfg.BasicAuthPassword, _ = u.User.Password()
+		u.User = nil
+	}
+	cfg.ServerAddress = u.String()
+	for tag, env := range map[string]string{"pod": "HOSTNAME", "namespace": "POD_NAMESPACE", "node": "NODE_NAME"} {
+		if v := os.Getenv(env); v != "" {
+			cfg.Tags[tag] = v
+		}
+	}
+	p, err := pyroscope.Start(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pyroscope: %w", err)
+	}
+	log.Info("profiling to pyroscope", "url", cfg.ServerAddress)
+	return func() { _ = p.Stop() }, nil
+}
+
+// logger puts the client's messages in the wrapper's log; its chatter
+// (every upload) is debug.
+type logger struct{ l *logline.Logger }
+
+func (g logger) Infof(f string, a ...any)  { g.l.Debug("pyroscope: " + fmt.Sprintf(f, a...)) }
+func (g logger) Debugf(f string, a ...any) { g.l.Debug("pyroscope: " + fmt.Sprintf(f, a...)) }
+func (g logger) Errorf(f string, a ...any) { g.l.Warn("pyroscope: " + fmt.Sprintf(f, a...)) }

@@ -96,6 +96,33 @@ func main() {
 		sleep(arg(args, 0, "1s"))
 		fmt.Fprintln(os.Stderr, "ERROR simulated crash")
 		os.Exit(atoi(arg(args, 1, "1")))
+	case "burn": // burn CPUTIME MIB [CODE]: use CPUTIME of CPU, hold MIB of touched memory; then exit CODE, or sleep without CODE
+		burn(arg(args, 0, "100ms"), atoi(arg(args, 1, "0")))
+		if len(args) > 2 {
+			os.Exit(atoi(args[2]))
+		}
+		sleep("")
+	case "burn-children": // burn-children N CPUTIME: run N children that each burn CPUTIME, wait for them, sleep
+		for range atoi(arg(args, 0, "2")) {
+			c := exec.Command(os.Args[0], "burn", arg(args, 1, "100ms"), "0", "0")
+			if err := c.Run(); err != nil {
+				fatal("burn-children: %v", err)
+			}
+		}
+		fmt.Println("children done")
+		sleep("")
+	case "metrics": // metrics ADDR FILE: serve FILE's content as a Prometheus exposition (re-read on each request)
+		addr, file := arg(args, 0, "127.0.0.1:9090"), arg(args, 1, "")
+		err := http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				http.Error(w, err.Error(), 500)
+				return
+			}
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+			w.Write(b)
+		}))
+		fatal("metrics: %v", err)
 	default:
 		fatal("unknown mode %q", os.Args[1])
 	}
@@ -331,3 +358,33 @@ func reaped(doneFile string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// burn spins until the process has used d of CPU time, holding mib MiB of
+// memory it has written to (so that it is resident).
+func burn(d string, mib int) {
+	want, err := time.ParseDuration(d)
+	if err != nil {
+		fatal("bad duration %q", d)
+	}
+	held = make([]byte, mib<<20)
+	for i := 0; i < len(held); i += 4096 {
+		held[i] = 1
+	}
+	var ru syscall.Rusage
+	x := 0
+	for {
+		for i := 0; i < 1_000_000; i++ {
+			x += i
+		}
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		if time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) >= want {
+			break
+		}
+	}
+	sink = x
+}
+
+var (
+	held []byte
+	sink int
+)

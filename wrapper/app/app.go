@@ -162,10 +162,7 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 	}
 	var sender *events.Sender
 	if sendCfg.Address != "" {
-		if sender, err = events.NewSender(sendCfg, log); err != nil {
-			log.Error("bad environment", "err", err)
-			return ExitUsage
-		}
+		sender = events.NewSender(sendCfg, log)
 		metrics.RegisterSender(met.Registry(), sender)
 		observers = append(observers, sender)
 	}

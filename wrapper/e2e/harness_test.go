@@ -25,6 +25,7 @@ var (
 	childBin   string
 	lockBin    string // the shared-lock server
 	mockBin    string // metadata-mock
+	eventsBin  string // metrics-mock
 )
 
 func TestMain(m *testing.M) {
@@ -37,8 +38,9 @@ func TestMain(m *testing.M) {
 	childBin = filepath.Join(dir, "testchild")
 	lockBin = filepath.Join(dir, "shared-lock")
 	mockBin = filepath.Join(dir, "metadata-mock")
+	eventsBin = filepath.Join(dir, "metrics-mock")
 	for bin, pkg := range map[string]string{wrapperBin: "../../cmd/process-wrapper", childBin: "../../internal/testchild",
-		lockBin: "../../cmd/shared-lock", mockBin: "../../cmd/metadata-mock"} {
+		lockBin: "../../cmd/shared-lock", mockBin: "../../cmd/metadata-mock", eventsBin: "../../cmd/metrics-mock"} {
 		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if raceBuild && bin == wrapperBin {

@@ -135,14 +135,11 @@ const (
 // DropReasons name the reasons, in order, for the metric's label.
 var DropReasons = [3]string{"queue_full", "oversize", "send_error"}
 
-// NewSender resolves the server's address (a UDP "connection" sends to it
-// alone) and returns a sender; Run sends.
-func NewSender(cfg SenderConfig, log *logline.Logger) (*Sender, error) {
-	conn, err := net.Dial("udp", cfg.Address)
-	if err != nil {
-		return nil, fmt.Errorf("METRICS_SERVER_ADDRESS %s: %w", cfg.Address, err)
-	}
-	return &Sender{cfg: cfg, log: log, conn: conn, q: make(chan lifecycle.Event, queueLen)}, nil
+// NewSender returns a sender; Run sends. The address is resolved when the
+// first event is sent, and again after a failed send: the server's name
+// may not resolve yet when the pod starts.
+func NewSender(cfg SenderConfig, log *logline.Logger) *Sender {
+	return &Sender{cfg: cfg, log: log, q: make(chan lifecycle.Event, queueLen)}
 }
 
 // Observe queues the lifecycle events among e.
@@ -165,7 +162,11 @@ func (s *Sender) Observe(e *Event) {
 // Run sends the queued events until ctx ends, then what is still queued
 // (the shutdown event among them), and closes the socket.
 func (s *Sender) Run(ctx context.Context) {
-	defer s.conn.Close()
+	defer func() {
+		if s.conn != nil {
+			s.conn.Close()
+		}
+	}()
 	for {
 		select {
 		case ev := <-s.q:
@@ -197,8 +198,21 @@ func (s *Sender) send(ev lifecycle.Event) {
 		s.Dropped[DropOversize].Add(1)
 		return
 	}
-	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	if _, err := s.conn.Write(b); err != nil {
+	if s.conn == nil {
+		// a UDP "connection" sends to the one address resolved here
+		if s.conn, err = net.Dial("udp", s.cfg.Address); err != nil {
+			s.conn = nil
+		}
+	}
+	if s.conn != nil {
+		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, err = s.conn.Write(b)
+	}
+	if err != nil {
+		if s.conn != nil {
+			s.conn.Close()
+			s.conn = nil
+		}
 		// the server may be down or not started yet: count, log once
 		s.Dropped[DropSendError].Add(1)
 		s.mu.Lock()
@@ -206,11 +220,18 @@ func (s *Sender) send(ev lifecycle.Event) {
 		s.warned = true
 		s.mu.Unlock()
 		if first {
-			s.log.Warn("cannot send lifecycle events to the metrics server (logged once; counted in process_wrapper_events_dropped_total)", "address", s.cfg.Address, "err", err)
+			s.log.Warn("cannot send lifecycle events to the metrics server (logged once until a send succeeds; counted in process_wrapper_events_dropped_total)", "address", s.cfg.Address, "err", err)
 		}
 		return
 	}
 	s.Sent.Add(1)
+	s.mu.Lock()
+	again := s.warned
+	s.warned = false
+	s.mu.Unlock()
+	if again {
+		s.log.Info("sending lifecycle events again", "address", s.cfg.Address)
+	}
 }
 
 // shorten cuts s to at most n bytes at a rune boundary.

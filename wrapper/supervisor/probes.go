@@ -64,7 +64,8 @@ func (r *runner) runProbes(ctx context.Context, wg *sync.WaitGroup, unhealthy ch
 		}
 	}
 	worker := func(spec *probeSpec, until func(probe.Result) bool) *probe.Worker {
-		report := func(res probe.Result) { r.report(spec, res, signal) }
+		failed := false // this run's probe has turned to failed: its next pass is a recovery
+		report := func(res probe.Result) { r.report(spec, res, &failed, signal) }
 		return &probe.Worker{Type: spec.typ, Probe: spec.cfg, Checker: spec.checker, Report: report, Until: until}
 	}
 	wg.Add(1)
@@ -110,15 +111,19 @@ type restartRequest struct {
 
 // report takes one probe result into the process's state, logs changes and
 // tells the observer.
-func (r *runner) report(spec *probeSpec, res probe.Result, restart func(restartRequest)) {
+// A probe_failure event is a passing probe turning to failed (a readiness
+// probe starts failed, as kubelet's does: not passing yet is no event), and
+// a probe_recovery its pass after that.
+func (r *runner) report(spec *probeSpec, res probe.Result, failed *bool, restart func(restartRequest)) {
 	name := r.p.Name
 	r.sup.emit(&events.Event{Kind: events.ProbeCheck, Process: name, Probe: spec.typ.String(), ProbeKind: spec.cfg.Kind,
 		OK: res.Reason == "", Elapsed: res.Elapsed})
-	if res.Changed && res.Type != probe.Startup {
+	if res.Changed && res.Type != probe.Startup && (!res.OK || *failed) {
 		kind := events.ProbeRecovery
 		if !res.OK {
 			kind = events.ProbeFailure
 		}
+		*failed = !res.OK
 		r.sup.emit(&events.Event{Kind: kind, Process: name, Probe: spec.typ.String(), ProbeKind: spec.cfg.Kind, Reason: res.Reason})
 	}
 	if res.Reason != "" {

@@ -28,8 +28,9 @@ build: $(addprefix bin/,$(BINARIES)) bin/testchild
 bin/%: FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/$*
 
+# BIN_OUT puts the wrapper elsewhere (the size test builds it as this does)
 bin/process-wrapper: FORCE
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' $(NOINLINE) -o $@ ./cmd/process-wrapper
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' $(NOINLINE) -o $(or $(BIN_OUT),$@) ./cmd/process-wrapper
 
 bin/testchild: FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ ./internal/testchild

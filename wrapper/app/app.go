@@ -29,6 +29,7 @@ import (
 	"github.com/process-wrapper/process-wrapper/wrapper/hook"
 	"github.com/process-wrapper/process-wrapper/wrapper/lockclient"
 	"github.com/process-wrapper/process-wrapper/wrapper/metrics"
+	"github.com/process-wrapper/process-wrapper/wrapper/podwatch"
 	"github.com/process-wrapper/process-wrapper/wrapper/preempt"
 	"github.com/process-wrapper/process-wrapper/wrapper/probe"
 	"github.com/process-wrapper/process-wrapper/wrapper/profile"
@@ -72,9 +73,11 @@ func Main(args []string, stdout io.Writer) int {
 		log.Error("bad environment", "err", err)
 		return ExitUsage
 	}
-	if _, err := envBool("HANDLE_PREEMPTION"); err != nil {
-		log.Error("bad environment", "err", err)
-		return ExitUsage
+	for _, name := range []string{"HANDLE_PREEMPTION", "HANDLE_TERMINATION"} {
+		if _, err := envBool(name); err != nil {
+			log.Error("bad environment", "err", err)
+			return ExitUsage
+		}
 	}
 	procs, err := loadConfig(opts, log)
 	if err != nil {
@@ -233,6 +236,32 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 			w.Run(ctx)
 		}()
 		log.Info("watching for preemption", "url", w.URL, "envoy_drain", opts.EnvoyDrain)
+	}
+	if handle, _ := envBool("HANDLE_TERMINATION"); handle {
+		cfg, err := podwatch.ConfigFromEnv(os.Getenv)
+		var pw *podwatch.Watcher
+		if err == nil {
+			pw, err = podwatch.New(cfg, log)
+		}
+		var follow []string
+		if err == nil {
+			startCtx, stopStart := context.WithTimeout(ctx, 30*time.Second)
+			follow, err = pw.Start(startCtx)
+			stopStart()
+		}
+		if err != nil {
+			log.Error("cannot follow the pod (HANDLE_TERMINATION)", "err", err)
+			return ExitUsage
+		}
+		log.Info("following the pod's containers: the wrapper ends when they all have", "pod", cfg.Namespace+"/"+cfg.Pod, "containers", strings.Join(follow, ","))
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			if pw.Run(ctx) {
+				observers.Observe(&events.Event{Kind: events.Termination, Reason: "the pod's followed containers have terminated: " + strings.Join(follow, ",")})
+				sup.Finish()
+			}
+		}()
 	}
 	if sender != nil {
 		// the sender outlives ctx a little: it sends what is queued (the

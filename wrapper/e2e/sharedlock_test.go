@@ -176,15 +176,32 @@ func TestSharedLockFlag(t *testing.T) {
 	w.wait(15 * time.Second)
 }
 
-// The wrapper is injected into other images: it must not link etcd's server.
-func TestWrapperDoesNotLinkEtcd(t *testing.T) {
+// The wrapper is injected into other images: it must not link etcd's
+// server, gRPC or a Kubernetes client, and its static stripped binary, built
+// as `make build` builds it, stays under 20 MiB.
+func TestWrapperDependencies(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "../../cmd/process-wrapper").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, dep := range strings.Fields(string(out)) {
-		if strings.HasPrefix(dep, "go.etcd.io/") || strings.HasPrefix(dep, "google.golang.org/grpc") {
-			t.Errorf("the wrapper links %s", dep)
+		for _, banned := range []string{"go.etcd.io/", "google.golang.org/grpc", "k8s.io/"} {
+			if strings.HasPrefix(dep, banned) {
+				t.Errorf("the wrapper links %s", dep)
+			}
 		}
 	}
+	bin := filepath.Join(t.TempDir(), "process-wrapper")
+	make := exec.Command("make", "-s", "-C", "../..", "bin/process-wrapper", "BIN_OUT="+bin)
+	if out, err := make.CombinedOutput(); err != nil {
+		t.Fatalf("make: %v\n%s", err, out)
+	}
+	fi, err := os.Stat(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() > 20<<20 {
+		t.Errorf("the wrapper binary is %.1f MiB, over its 20 MiB budget", float64(fi.Size())/(1<<20))
+	}
+	t.Logf("binary: %.1f MiB", float64(fi.Size())/(1<<20))
 }

@@ -72,6 +72,7 @@ type Supervisor struct {
 	mu       sync.Mutex
 	exitCode int
 	decided  bool
+	finished bool // Finish was called: later exits do not decide the code
 }
 
 // New returns a supervisor for opt.Processes. An error means a probe
@@ -138,7 +139,7 @@ func (s *Supervisor) drain() {
 func (s *Supervisor) record(code int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.decided && code != 0 {
+	if !s.decided && !s.finished && code != 0 {
 		s.exitCode, s.decided = code, true
 	}
 }
@@ -164,6 +165,17 @@ func (s *Supervisor) emit(e *events.Event) {
 	if s.opt.Observer != nil {
 		s.opt.Observer.Observe(e)
 	}
+}
+
+// Finish stops every process because their work is over (the pod's other
+// containers have ended, HANDLE_TERMINATION): a shutdown like Stop's, but
+// how the processes end from here on leaves the exit code alone, which
+// stays 0 unless a process had already failed.
+func (s *Supervisor) Finish() {
+	s.mu.Lock()
+	s.finished = true
+	s.mu.Unlock()
+	s.Stop(syscall.SIGTERM)
 }
 
 // Environ returns the environment of the current run of process name (the

@@ -29,6 +29,7 @@ import (
 	"github.com/process-wrapper/process-wrapper/wrapper/hook"
 	"github.com/process-wrapper/process-wrapper/wrapper/lockclient"
 	"github.com/process-wrapper/process-wrapper/wrapper/metrics"
+	"github.com/process-wrapper/process-wrapper/wrapper/pageout"
 	"github.com/process-wrapper/process-wrapper/wrapper/podwatch"
 	"github.com/process-wrapper/process-wrapper/wrapper/preempt"
 	"github.com/process-wrapper/process-wrapper/wrapper/probe"
@@ -301,6 +302,11 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 			log.Error("cannot write the readiness file", "err", err)
 		}
 	}()
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		pageOutStartup(ctx, st, log)
+	}()
 	log.Info("starting", "version", version.String("process-wrapper"), "pid", os.Getpid(), "processes", len(procs), "http", ln.Addr().String())
 	done := make(chan int, 1)
 	go func() { done <- sup.Run(ctx) }()
@@ -325,6 +331,47 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 			}
 		}
 	}
+}
+
+// pageOutStartup gives back the binary's pages that only the start-up used
+// (see package pageout), once every process has been started (or 5 s
+// passed: one may wait long for a shared lock) and a second more, so that
+// the first probes have run.
+func pageOutStartup(ctx context.Context, st *state.Store, log *logline.Logger) {
+	limit := time.NewTimer(5 * time.Second)
+	defer limit.Stop()
+	for started := false; !started; {
+		view, changed := st.Watch()
+		started = true
+		for i := range view.Procs {
+			if ph := view.Procs[i].Phase; ph == state.Pending || ph == state.Starting {
+				started = false
+			}
+		}
+		if started {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-limit.C:
+			started = true
+		case <-changed:
+		}
+	}
+	settle := time.NewTimer(time.Second)
+	defer settle.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-settle.C:
+	}
+	n, err := pageout.Binary()
+	if err != nil {
+		log.Debug("cannot give back the start-up pages", "err", err)
+		return
+	}
+	log.Debug("gave back the binary's start-up pages", "mapped_bytes", n)
 }
 
 // mergeTargets are the processes' metrics endpoints, on loopback, in

@@ -43,6 +43,13 @@ func TestPostStartHooks(t *testing.T) {
 	}
 	w.waitLine(15*time.Second, "msg", "post-start hook succeeded", "hook", "app.postStart[0]", "tries", "3")
 	w.waitLine(5*time.Second, "msg", "post-start hook succeeded", "hook", "app.postStart[1]")
+	// each try is in the hook histogram: two failed, one passed
+	fams, _ := scrape(t, w.url()+"/metrics")
+	failed, _ := value(fams, "process_wrapper_hook_duration_seconds", map[string]string{"hook": "app.postStart[0]", "result": "failed"})
+	ok, _ := value(fams, "process_wrapper_hook_duration_seconds", map[string]string{"hook": "app.postStart[0]", "result": "ok"})
+	if failed != 2 || ok != 1 {
+		t.Errorf("app.postStart[0] tries in the histogram: %v failed, %v ok; want 2 and 1", failed, ok)
+	}
 	waitfor.Condition(t, 5*time.Second, "readiness 200 and the file", func() bool {
 		c, _ := httpGet(t, base+"/readiness")
 		_, err := os.Stat(readinessFile(w))

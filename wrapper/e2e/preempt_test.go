@@ -41,9 +41,11 @@ func TestPreemption(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer envoy.Close()
+	udp, events := startMetricsMock(t)
 	w := start(t, config(t, "- {name: app, entrypoint: CHILD, args: [sleep]}\n"), opts{
 		args: []string{"-envoy-drain"},
 		env: []string{"HANDLE_PREEMPTION=true", "METADATA_URL=http://" + mockAddr + "/computeMetadata/v1/instance/preempted",
+			"METRICS_SERVER_ADDRESS=" + udp, "HOSTNAME=web-1",
 			"ENVOY_DRAIN_URL=" + envoy.URL + "/drain_listeners?inboundonly&graceful"}})
 	base := w.url()
 	waitfor.Condition(t, 10*time.Second, "ready", func() bool { c, _ := httpGet(t, base+"/readiness"); return c == 200 })
@@ -65,6 +67,10 @@ func TestPreemption(t *testing.T) {
 		return len(drains) == 1 && drains[0] == "POST /drain_listeners?inboundonly&graceful"
 	})
 	w.waitLine(time.Second, "msg", "the node is preempted")
+	waitfor.Condition(t, 5*time.Second, "the preemption event", func() bool {
+		evs := recorded(t, events, "event=preemption")
+		return len(evs) == 1 && evs[0].Pod == "web-1"
+	})
 	w.signal(syscall.SIGTERM)
 	w.wait(10 * time.Second)
 }

@@ -7,7 +7,9 @@
 // of which an idle wrapper uses a tenth afterwards. Once the processes are
 // started, MADV_PAGEOUT on the binary's read-only mappings tells the kernel
 // to reclaim those pages now rather than under pressure; the ones still in
-// use come back on their next touch (read from the file, once). Pages that
+// use come back on their next touch (read from the file, once), and
+// MADV_RANDOM then keeps the kernel from reading ahead around each (which
+// would bring back 128 KiB per page needed). Pages that
 // another process maps too (the same binary in another container of the
 // node) are left alone by the kernel. Writable mappings (data, heap) are
 // never touched.
@@ -51,8 +53,10 @@ func Binary() (int, error) {
 		if !ok || err1 != nil || err2 != nil || end <= start {
 			continue
 		}
-		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_PAGEOUT); errno != 0 {
-			return total, fmt.Errorf("pageout: madvise: %w", errno)
+		for _, advice := range []uintptr{unix.MADV_PAGEOUT, unix.MADV_RANDOM} {
+			if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(start), uintptr(end-start), advice); errno != 0 {
+				return total, fmt.Errorf("pageout: madvise: %w", errno)
+			}
 		}
 		total += int(end - start)
 	}

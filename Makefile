@@ -19,7 +19,7 @@ NOINLINE := -gcflags=all=-l -gcflags=runtime/...= -gcflags=internal/...= -gcflag
 MODULES := internal wrapper sharedlock metadatamock metricsmock prommerge
 FUZZTIME ?= 10s
 
-.PHONY: all build run test test-unit test-race test-fuzz test-integration vet bench clean services
+.PHONY: all build run test test-unit test-race test-fuzz test-integration vet bench clean services docker-build-slim
 
 all: build
 
@@ -76,5 +76,26 @@ bench: build
 	$(GO) test -run XXX -bench Merge -benchmem ./prommerge
 	$(GO) run ./integration/bench -bin bin
 
+# Images FROM scratch (nothing pulled) from the binaries `make build` made:
+# each binary's module holds its Dockerfile; the context is prepared under
+# build/images/. With upx on the machine the binaries are packed first.
+IMAGE_REPO ?= process-wrapper
+IMAGE_TAG ?= latest
+UPX ?= upx
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+IMAGES := wrapper:process-wrapper sharedlock:shared-lock metadatamock:metadata-mock metricsmock:metrics-mock
+
+docker-build-slim: build
+	@test -f $(CA_BUNDLE) || { echo "docker-build-slim: $(CA_BUNDLE) missing (Debian's ca-certificates package)"; exit 1; }
+	@if ! command -v $(UPX) >/dev/null; then echo "docker-build-slim: $(UPX) is not on this machine: the images carry the binaries unpacked"; fi
+	@set -e; for m in $(IMAGES); do dir=$${m%%:*}; bin=$${m##*:}; ctx=build/images/$$bin; \
+		rm -rf $$ctx; mkdir -p $$ctx/tmp; chmod 1777 $$ctx/tmp; \
+		cp $(CA_BUNDLE) $$ctx/ca-certificates.crt; cp bin/$$bin $$ctx/$$bin; \
+		if command -v $(UPX) >/dev/null; then before=$$(stat -c %s $$ctx/$$bin); $(UPX) -q --best --lzma $$ctx/$$bin >/dev/null; \
+			echo "$$bin: $$before bytes, $$(stat -c %s $$ctx/$$bin) packed"; fi; \
+		out=$$(DOCKER_BUILDKIT=0 docker build -q -f $$dir/Dockerfile -t $(IMAGE_REPO)/$$bin:$(IMAGE_TAG) $$ctx 2>&1) || { echo "$$out"; exit 1; }; \
+		echo "$(IMAGE_REPO)/$$bin:$(IMAGE_TAG) $$(docker image inspect -f '{{.Size}}' $(IMAGE_REPO)/$$bin:$(IMAGE_TAG)) bytes"; \
+	done
+
 clean:
-	rm -rf bin
+	rm -rf bin build

@@ -26,6 +26,7 @@ import (
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
 	"github.com/process-wrapper/process-wrapper/wrapper/events"
 	"github.com/process-wrapper/process-wrapper/wrapper/health"
+	"github.com/process-wrapper/process-wrapper/wrapper/install"
 	"github.com/process-wrapper/process-wrapper/wrapper/hook"
 	"github.com/process-wrapper/process-wrapper/wrapper/lockclient"
 	"github.com/process-wrapper/process-wrapper/wrapper/metrics"
@@ -65,6 +66,13 @@ func Main(args []string, stdout io.Writer) int {
 	log.SetDebug(opts.Debug)
 	if err := ensureEmptySigmask(); err != nil {
 		log.Warn("children may inherit a blocked signal mask", "err", err)
+	}
+	if opts.Install != "" {
+		if err := install.Binaries(opts.Install, log); err != nil {
+			log.Error("cannot install", "dir", opts.Install, "err", err)
+			return 1
+		}
+		return 0
 	}
 	if opts.Wait {
 		return waitMode(opts, log)

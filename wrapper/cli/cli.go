@@ -20,6 +20,7 @@ type Options struct {
 	GracefulShutdownDeadline time.Duration `name:"graceful-shutdown-deadline" default:"10s" help:"After SIGTERM, how long processes have to exit before SIGKILL. Keep it below the pod's terminationGracePeriodSeconds."`
 	PyroscopeURL             string        `name:"pyroscope-url" help:"Send continuous profiles of the wrapper to this Pyroscope server." placeholder:"URL"`
 	ReadinessFile            string        `name:"readiness-file" default:"/tmp/started" help:"File written once every process is started and ready." placeholder:"FILE"`
+	Install                  string        `name:"install" help:"Injection: copy this binary (and shared-lock, when beside it) into DIR, then exit (an init container's command; a scratch image has no cp)." placeholder:"DIR"`
 	HTTPAddress              string        `name:"http-address" default:"0.0.0.0:8111" help:"Address of /liveness, /readiness, /metrics and /prommerge." placeholder:"HOST:PORT"`
 	SharedLock               bool          `name:"shared-lock" help:"Run the shared-lock server inside the wrapper (needs SHARED_LEASE_ETCD_ENDPOINTS)."`
 	SharedLockURL            string        `name:"shared-lock-url" default:"http://localhost:8191" help:"Shared-lock server that sharedLock processes take their lease from." placeholder:"URL"`

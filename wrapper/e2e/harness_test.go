@@ -100,7 +100,9 @@ func start(t *testing.T, cfg string, o opts) *wrapper {
 	argv := append(append([]string(nil), o.prefix...), wrapperBin)
 	argv = append(argv, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), o.env...)
+	// a race-built wrapper would otherwise sleep a second at its exit
+	// (ThreadSanitizer's atexit_sleep_ms), which the timing tests would count
+	cmd.Env = append(append(os.Environ(), "GORACE=atexit_sleep_ms=0"), o.env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

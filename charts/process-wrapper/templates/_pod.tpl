@@ -1,0 +1,158 @@
+{{/* The pod: an init container installs the wrapper into an emptyDir; the
+app container runs it as its entrypoint. */}}
+{{- define "pw.pod" -}}
+{{- $w := .Values.wrapper -}}
+{{- $deadline := include "pw.deadlineSeconds" . -}}
+metadata:
+  labels:
+    {{- include "pw.selector" (dict "Release" .Release "component" "workload") | nindent 4 }}
+    {{- with .Values.workload.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    checksum/config: {{ $w.config | sha256sum }}
+    {{- if .Values.scrape.annotations }}
+    prometheus.io/scrape: "true"
+    prometheus.io/port: {{ $w.httpPort | quote }}
+    prometheus.io/path: {{ .Values.scrape.path | quote }}
+    {{- end }}
+    {{- with .Values.workload.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  {{- if eq .Values.workload.kind "Job" }}
+  restartPolicy: {{ .Values.workload.jobRestartPolicy }}
+  {{- end }}
+  terminationGracePeriodSeconds: {{ .Values.workload.terminationGracePeriodSeconds }}
+  {{- if $w.termination.enabled }}
+  serviceAccountName: {{ include "pw.fullname" . }}
+  automountServiceAccountToken: true
+  {{- end }}
+  {{- with .Values.workload.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.workload.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.workload.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  initContainers:
+    - name: install-process-wrapper
+      image: {{ $w.image }}
+      imagePullPolicy: {{ $w.imagePullPolicy }}
+      args: ["-install", {{ $w.installDir | quote }}]
+      volumeMounts:
+        - {name: process-wrapper, mountPath: {{ $w.installDir | quote }}}
+  containers:
+    - name: {{ .Values.app.name }}
+      image: {{ .Values.app.image }}
+      imagePullPolicy: {{ .Values.app.imagePullPolicy }}
+      command: [{{ printf "%s/process-wrapper" $w.installDir | quote }}]
+      args:
+        - -config=/etc/process-wrapper/config.yaml
+        - -graceful-shutdown-deadline={{ $deadline }}s
+        - -http-address=0.0.0.0:{{ $w.httpPort }}
+        {{- if $w.debug }}
+        - -debug
+        {{- end }}
+        {{- if and $w.preemption.enabled $w.preemption.envoyDrain }}
+        - -envoy-drain
+        {{- end }}
+        {{- with $w.pyroscopeURL }}
+        - -pyroscope-url={{ . }}
+        {{- end }}
+        {{- with include "pw.sharedLockURL" . }}
+        - -shared-lock-url={{ . }}
+        {{- end }}
+        {{- range $w.extraArgs }}
+        - {{ . | quote }}
+        {{- end }}
+      env:
+        - name: POD_NAME
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        - name: POD_NAMESPACE
+          valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+        - name: NODE_NAME
+          valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+        - {name: CONTAINER_NAME, value: {{ .Values.app.name | quote }}}
+        - {name: METRICS_EXTRA_LABELS_FILE_PATH, value: /etc/podinfo/labels}
+        - {name: METRICS_EXTRA_LABELS_FILE_EXCLUDE, value: {{ join "," $w.labelsFileExclude | quote }}}
+        {{- if $w.metricsServerAddress }}
+        - {name: METRICS_SERVER_ADDRESS, value: {{ $w.metricsServerAddress | quote }}}
+        {{- else if .Values.mocks.metrics.enabled }}
+        - {name: METRICS_SERVER_ADDRESS, value: {{ printf "%s-metrics-mock:9999" (include "pw.fullname" .) | quote }}}
+        {{- end }}
+        {{- with $w.extraLabels }}
+        - {name: METRICS_JSON_EXTRA_LABELS, value: {{ toJson . | quote }}}
+        {{- end }}
+        {{- if $w.preemption.enabled }}
+        - {name: HANDLE_PREEMPTION, value: "true"}
+        {{- if $w.preemption.metadataURL }}
+        - {name: METADATA_URL, value: {{ $w.preemption.metadataURL | quote }}}
+        {{- else if .Values.mocks.metadata.enabled }}
+        - {name: METADATA_URL, value: {{ printf "http://%s-metadata-mock:8989/computeMetadata/v1/instance/preempted" (include "pw.fullname" .) | quote }}}
+        {{- end }}
+        {{- with $w.preemption.envoyDrainURL }}
+        - {name: ENVOY_DRAIN_URL, value: {{ . | quote }}}
+        {{- end }}
+        {{- end }}
+        {{- if $w.termination.enabled }}
+        - {name: HANDLE_TERMINATION, value: "true"}
+        {{- with $w.termination.follow }}
+        - {name: TERMINATION_FOLLOW_CONTAINERS, value: {{ join "," . | quote }}}
+        {{- end }}
+        {{- end }}
+        {{- with .Values.app.env }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      ports:
+        - {name: wrapper-http, containerPort: {{ $w.httpPort }}}
+        {{- with .Values.app.ports }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      # kubelet asks the wrapper, which knows every process (README "Sizing kubelet's probes")
+      startupProbe:
+        httpGet: {path: /readiness, port: wrapper-http}
+        {{- toYaml $w.probes.startup | nindent 8 }}
+      readinessProbe:
+        httpGet: {path: /readiness, port: wrapper-http}
+        {{- if $w.preemption.enabled }}
+        # preemption: GCE gives 30 s; notice within a second
+        periodSeconds: 1
+        failureThreshold: 1
+        timeoutSeconds: {{ $w.probes.readiness.timeoutSeconds }}
+        {{- else }}
+        {{- toYaml $w.probes.readiness | nindent 8 }}
+        {{- end }}
+      livenessProbe:
+        httpGet: {path: /liveness, port: wrapper-http}
+        {{- toYaml $w.probes.liveness | nindent 8 }}
+      {{- with .Values.app.resources }}
+      resources:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with .Values.app.securityContext }}
+      securityContext:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      volumeMounts:
+        - {name: process-wrapper, mountPath: {{ $w.installDir | quote }}, readOnly: true}
+        - {name: config, mountPath: /etc/process-wrapper, readOnly: true}
+        - {name: podinfo, mountPath: /etc/podinfo, readOnly: true}
+    {{- with .Values.workload.extraContainers }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  volumes:
+    - name: process-wrapper
+      emptyDir: {sizeLimit: 64Mi}
+    - name: config
+      configMap: {name: {{ include "pw.fullname" . }}-config}
+    - name: podinfo
+      downwardAPI:
+        items:
+          - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+{{- end -}}

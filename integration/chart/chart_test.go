@@ -1,0 +1,366 @@
+// Package chart tests the helm chart without a cluster: every values example
+// is rendered with the helm SDK and linted, every manifest is decoded
+// strictly into its k8s.io/api type (an unknown field fails), the wrapper's
+// config in it is loaded by the wrapper's own config package, and the
+// default render is compared with a golden file (go test -update rewrites it).
+package chart
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/process-wrapper/process-wrapper/wrapper/config"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+const chartDir = "../../charts/process-wrapper"
+
+// examples are the values files rendered: the defaults and every ci/ file.
+func examples(t *testing.T) []string {
+	files, err := filepath.Glob(filepath.Join(chartDir, "ci", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no values examples in %s/ci: %v", chartDir, err)
+	}
+	return append([]string{""}, files...)
+}
+
+func render(t *testing.T, valuesFile string) map[string]string {
+	t.Helper()
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := chartutil.Values{}
+	if valuesFile != "" {
+		if vals, err = chartutil.ReadValuesFile(valuesFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rv, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{Name: "demo", Namespace: "shop", IsInstall: true}, chartutil.DefaultCapabilities)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := engine.Render(ch, rv)
+	if err != nil {
+		t.Fatalf("render %s: %v", valuesFile, err)
+	}
+	return out
+}
+
+// manifests splits the rendered templates into documents, in a stable order.
+func manifests(out map[string]string) []string {
+	names := make([]string, 0, len(out))
+	for n := range out {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var docs []string
+	for _, n := range names {
+		for _, d := range strings.Split(out[n], "\n---") {
+			if strings.TrimSpace(stripComments(d)) != "" {
+				docs = append(docs, strings.TrimSpace(d))
+			}
+		}
+	}
+	return docs
+}
+
+func stripComments(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
+// decodeStrict decodes a manifest into the k8s.io/api type of its kind;
+// an unknown field anywhere is an error.
+func decodeStrict(doc string) (any, error) {
+	js, err := yaml.YAMLToJSON([]byte(doc))
+	if err != nil {
+		return nil, err
+	}
+	var meta struct{ APIVersion, Kind string }
+	if err := json.Unmarshal(js, &meta); err != nil {
+		return nil, err
+	}
+	var obj any
+	switch meta.APIVersion + "/" + meta.Kind {
+	case "apps/v1/Deployment":
+		obj = &appsv1.Deployment{}
+	case "batch/v1/Job":
+		obj = &batchv1.Job{}
+	case "v1/Service":
+		obj = &corev1.Service{}
+	case "v1/ConfigMap":
+		obj = &corev1.ConfigMap{}
+	case "v1/ServiceAccount":
+		obj = &corev1.ServiceAccount{}
+	case "v1/PersistentVolumeClaim":
+		obj = &corev1.PersistentVolumeClaim{}
+	case "rbac.authorization.k8s.io/v1/Role":
+		obj = &rbacv1.Role{}
+	case "rbac.authorization.k8s.io/v1/RoleBinding":
+		obj = &rbacv1.RoleBinding{}
+	default:
+		return nil, fmt.Errorf("unexpected kind %s %s", meta.APIVersion, meta.Kind)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(obj); err != nil {
+		return nil, fmt.Errorf("%s: %w", meta.Kind, err)
+	}
+	return obj, nil
+}
+
+// rendered is one example's objects by kind.
+type rendered struct {
+	pod        *corev1.PodSpec
+	podMeta    map[string]string
+	configMaps []*corev1.ConfigMap
+	roles      []*rbacv1.Role
+	services   []*corev1.Service
+	kinds      []string
+}
+
+func decodeAll(t *testing.T, docs []string) rendered {
+	t.Helper()
+	var r rendered
+	for _, d := range docs {
+		obj, err := decodeStrict(d)
+		if err != nil {
+			t.Errorf("%v\n%s", err, d)
+			continue
+		}
+		switch o := obj.(type) {
+		case *appsv1.Deployment:
+			r.kinds = append(r.kinds, "Deployment/"+o.Name)
+			if strings.HasSuffix(o.Name, "demo") {
+				r.pod, r.podMeta = &o.Spec.Template.Spec, o.Spec.Template.Annotations
+			}
+		case *batchv1.Job:
+			r.kinds = append(r.kinds, "Job/"+o.Name)
+			r.pod, r.podMeta = &o.Spec.Template.Spec, o.Spec.Template.Annotations
+		case *corev1.ConfigMap:
+			r.kinds = append(r.kinds, "ConfigMap/"+o.Name)
+			r.configMaps = append(r.configMaps, o)
+		case *rbacv1.Role:
+			r.kinds = append(r.kinds, "Role/"+o.Name)
+			r.roles = append(r.roles, o)
+		case *corev1.Service:
+			r.kinds = append(r.kinds, "Service/"+o.Name)
+			r.services = append(r.services, o)
+		case *corev1.ServiceAccount:
+			r.kinds = append(r.kinds, "ServiceAccount/"+o.Name)
+		case *corev1.PersistentVolumeClaim:
+			r.kinds = append(r.kinds, "PersistentVolumeClaim/"+o.Name)
+		case *rbacv1.RoleBinding:
+			r.kinds = append(r.kinds, "RoleBinding/"+o.Name)
+		}
+	}
+	return r
+}
+
+func TestExamples(t *testing.T) {
+	for _, f := range examples(t) {
+		name := filepath.Base(f)
+		if f == "" {
+			name = "defaults"
+		}
+		t.Run(name, func(t *testing.T) {
+			vals := map[string]any{}
+			if f != "" {
+				v, err := chartutil.ReadValuesFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				vals = v
+			}
+			linter := lint.All(chartDir, vals, "shop", true)
+			for _, m := range linter.Messages {
+				if m.Severity >= support.WarningSev {
+					t.Errorf("lint: %s", m)
+				}
+			}
+			r := decodeAll(t, manifests(render(t, f)))
+			if r.pod == nil {
+				t.Fatalf("no workload among %v", r.kinds)
+			}
+			checkPod(t, r)
+			// the wrapper's config is loaded as the wrapper loads it
+			for _, cm := range r.configMaps {
+				if src, ok := cm.Data["config.yaml"]; ok {
+					if _, err := config.Parse(cm.Name, []byte(src)); err != nil {
+						t.Errorf("the config of the values does not load: %v", err)
+					}
+				}
+				if dash, ok := cm.Data["process-wrapper.json"]; ok {
+					checkDashboard(t, dash)
+				}
+			}
+		})
+	}
+}
+
+// checkPod holds the rendered pod to what the README promises.
+func checkPod(t *testing.T, r rendered) {
+	t.Helper()
+	pod := r.pod
+	if len(pod.InitContainers) != 1 || !slices.Contains(pod.InitContainers[0].Args, "-install") {
+		t.Errorf("init container: %+v", pod.InitContainers)
+	}
+	var app *corev1.Container
+	for i := range pod.Containers {
+		if len(pod.Containers[i].Command) == 1 && strings.HasSuffix(pod.Containers[i].Command[0], "/process-wrapper") {
+			app = &pod.Containers[i]
+		}
+	}
+	if app == nil {
+		t.Fatalf("no container runs process-wrapper: %+v", pod.Containers)
+	}
+	grace := *pod.TerminationGracePeriodSeconds
+	deadline := -1
+	for _, a := range app.Args {
+		if v, ok := strings.CutPrefix(a, "-graceful-shutdown-deadline="); ok {
+			fmt.Sscanf(v, "%ds", &deadline)
+		}
+	}
+	if deadline < 1 || int64(deadline) >= grace {
+		t.Errorf("-graceful-shutdown-deadline %ds against terminationGracePeriodSeconds %d", deadline, grace)
+	}
+	env := map[string]*corev1.EnvVar{}
+	for i := range app.Env {
+		env[app.Env[i].Name] = &app.Env[i]
+	}
+	for _, n := range []string{"POD_NAME", "POD_NAMESPACE", "NODE_NAME"} {
+		if env[n] == nil || env[n].ValueFrom == nil || env[n].ValueFrom.FieldRef == nil {
+			t.Errorf("%s is not from the downward API", n)
+		}
+	}
+	if app.ReadinessProbe == nil || app.ReadinessProbe.HTTPGet.Path != "/readiness" || app.LivenessProbe == nil || app.LivenessProbe.HTTPGet.Path != "/liveness" {
+		t.Errorf("probes: readiness %+v liveness %+v", app.ReadinessProbe, app.LivenessProbe)
+	}
+	if env["HANDLE_PREEMPTION"] != nil && (app.ReadinessProbe.PeriodSeconds != 1 || app.ReadinessProbe.FailureThreshold != 1) {
+		t.Errorf("preemption on: readiness probe every %ds, failureThreshold %d; want 1 and 1", app.ReadinessProbe.PeriodSeconds, app.ReadinessProbe.FailureThreshold)
+	}
+	// kubelet's liveness leaves the wrapper time to heal (README)
+	if p := app.LivenessProbe; p.PeriodSeconds*p.FailureThreshold < int32(deadline)+10 {
+		t.Errorf("liveness %ds x %d is shorter than the wrapper's heal time", p.PeriodSeconds, p.FailureThreshold)
+	}
+	if env["HANDLE_TERMINATION"] != nil {
+		ok := false
+		for _, role := range r.roles {
+			for _, rule := range role.Rules {
+				if slices.Contains(rule.Resources, "pods") && slices.Equal(rule.Verbs, []string{"get", "list", "watch"}) {
+					ok = true
+				}
+			}
+		}
+		if !ok || pod.ServiceAccountName == "" {
+			t.Errorf("HANDLE_TERMINATION without a Role on pods (get, list, watch) for its service account: %v", r.kinds)
+		}
+	}
+	if a, ok := r.podMeta["prometheus.io/port"]; ok && a != "8111" {
+		t.Errorf("scrape port %s", a)
+	}
+}
+
+var metricName = regexp.MustCompile(`\b(process_wrapper_[a-z_]+|go_[a-z_]+|process_[a-z_]+)\b`)
+
+// checkDashboard: valid JSON whose queries name metrics the wrapper has.
+func checkDashboard(t *testing.T, src string) {
+	t.Helper()
+	var d struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal([]byte(src), &d); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	known, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Panels) < 8 {
+		t.Errorf("dashboard: %d panels", len(d.Panels))
+	}
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range metricName.FindAllString(tg.Expr, -1) {
+				base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_count"), "_sum")
+				if strings.HasPrefix(base, "process_wrapper_") && !strings.Contains(string(known), "`"+base) && !strings.Contains(string(known), base+"`") {
+					t.Errorf("dashboard panel %q: %s is not a metric of the README's table", p.Title, m)
+				}
+			}
+		}
+	}
+}
+
+// The default render, byte for byte (go test -update rewrites it).
+func TestGolden(t *testing.T) {
+	got := strings.Join(manifests(render(t, "")), "\n---\n") + "\n"
+	golden := filepath.Join("testdata", "default.golden.yaml")
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (go test -update writes it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("the default render differs from %s (go test -update rewrites it after a wanted change):\n%s", golden, got)
+	}
+}
+
+// Values the chart refuses, with a message naming them.
+func TestBadValues(t *testing.T) {
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		vals map[string]any
+		want string
+	}{
+		{map[string]any{"wrapper": map[string]any{"gracefulShutdownDeadline": "30s"}}, "must stay below workload.terminationGracePeriodSeconds (30)"},
+		{map[string]any{"wrapper": map[string]any{"gracefulShutdownDeadline": "1m"}}, "want whole seconds"},
+		{map[string]any{"workload": map[string]any{"kind": "StatefulSet"}}, "workload.kind: want Deployment or Job"},
+		{map[string]any{"workload": map[string]any{"kind": "Job", "jobRestartPolicy": "Always"}}, "workload.jobRestartPolicy"},
+	} {
+		rv, err := chartutil.ToRenderValues(ch, c.vals, chartutil.ReleaseOptions{Name: "demo", Namespace: "shop"}, chartutil.DefaultCapabilities)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := engine.Render(ch, rv); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want %q", c.vals, err, c.want)
+		}
+	}
+}

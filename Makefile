@@ -89,7 +89,9 @@ docker-build-slim: build
 	@test -f $(CA_BUNDLE) || { echo "docker-build-slim: $(CA_BUNDLE) missing (Debian's ca-certificates package)"; exit 1; }
 	@if ! command -v $(UPX) >/dev/null; then echo "docker-build-slim: $(UPX) is not on this machine: the images carry the binaries unpacked"; fi
 	@set -e; for m in $(IMAGES); do dir=$${m%%:*}; bin=$${m##*:}; ctx=build/images/$$bin; \
-		rm -rf $$ctx; mkdir -p $$ctx/tmp; chmod 1777 $$ctx/tmp; \
+		rm -rf $$ctx; mkdir -p $$ctx/root/tmp; chmod 1777 $$ctx/root/tmp; \
+		if [ $$bin = shared-lock ]; then mkdir -p $$ctx/root/var/lib/shared-lock; chmod 1777 $$ctx/root/var/lib/shared-lock; fi; \
+		tar -C $$ctx/root --owner=0 --group=0 --numeric-owner -cf $$ctx/root.tar .; \
 		cp $(CA_BUNDLE) $$ctx/ca-certificates.crt; cp bin/$$bin $$ctx/$$bin; \
 		if command -v $(UPX) >/dev/null; then before=$$(stat -c %s $$ctx/$$bin); $(UPX) -q --best --lzma $$ctx/$$bin >/dev/null; \
 			echo "$$bin: $$before bytes, $$(stat -c %s $$ctx/$$bin) packed"; fi; \

@@ -26,21 +26,16 @@ import (
 // scrape reads an exposition in the text format.
 func scrape(t *testing.T, url string) (map[string]*dto.MetricFamily, []byte) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	code, body := httpGet(t, url)
+	if code != 200 {
+		t.Fatalf("GET %s: %d %s", url, code, body)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(bytes.NewReader(b))
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
 	if err != nil {
-		t.Fatalf("GET %s: not a valid exposition: %v\n%s", url, err, b)
+		t.Fatalf("GET %s: not a valid exposition: %v\n%s", url, err, body)
 	}
-	return fams, b
+	return fams, []byte(body)
 }
 
 // value returns the value of the series of family name whose labels

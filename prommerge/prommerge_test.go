@@ -151,6 +151,7 @@ func checkValid(t *testing.T, b []byte) {
 			seen[name], last = true, name
 		}
 	}
+	// promtool, which make test installs, checks validity and its lint rules too
 	if path, err := exec.LookPath("promtool"); err == nil {
 		cmd := exec.Command(path, "check", "metrics")
 		cmd.Stdin = bytes.NewReader(b)

@@ -60,8 +60,11 @@ type locks struct {
 	metrics *metrics
 
 	mu       sync.Mutex
-	released map[clientv3.LeaseID]bool // leases this server revoked: their deletes are not expiries
+	released map[clientv3.LeaseID]bool   // leases this server revoked: their deletes are not expiries
+	held     map[clientv3.LeaseID]heldBy // leases this server granted that hold a lock: their renewals and release need not read the owner record
 }
+
+type heldBy struct{ name, owner string }
 
 func (l *locks) mutexPrefix(name string) string { return l.cfg.Prefix + "mutex/" + name }
 func (l *locks) ownerKey(name string, lease clientv3.LeaseID) string {
@@ -91,19 +94,27 @@ func (l *locks) acquire(ctx context.Context, name, owner string, ttl, wait time.
 		l.revoke(lease.ID)
 		return Grant{}, Holder{}, err
 	}
+	// the owner record is written while the mutex is tried: both need only
+	// the lease, and the acquisition waits for both (one write's time)
 	rec, _ := json.Marshal(ownerRecord{Owner: owner, Since: time.Now().UTC(), TTL: lease.TTL})
-	if _, err := l.cli.Put(ctx, l.ownerKey(name, lease.ID), string(rec), clientv3.WithLease(lease.ID)); err != nil {
-		l.metrics.etcdErrors.Inc()
-		return fail(fmt.Errorf("record owner: %w", err))
-	}
+	recorded := make(chan error, 1)
+	go func() {
+		_, err := l.cli.Put(ctx, l.ownerKey(name, lease.ID), string(rec), clientv3.WithLease(lease.ID))
+		recorded <- err
+	}()
 	sess, err := concurrency.NewSession(l.cli, concurrency.WithLease(lease.ID), concurrency.WithContext(noKeepAlive))
 	if err != nil {
+		<-recorded
 		l.metrics.etcdErrors.Inc()
 		return fail(fmt.Errorf("session: %w", err))
 	}
 	m := concurrency.NewMutex(sess, l.mutexPrefix(name))
 	// a free lock is taken in one transaction, whatever the wait
 	err = m.TryLock(ctx)
+	if perr := <-recorded; perr != nil {
+		l.metrics.etcdErrors.Inc()
+		return fail(fmt.Errorf("record owner: %w", perr))
+	}
 	waited := false
 	if errors.Is(err, concurrency.ErrLocked) && wait > 0 {
 		waited = true
@@ -167,6 +178,12 @@ func (l *locks) acquire(ctx context.Context, name, owner string, ttl, wait time.
 			return fail(fmt.Errorf("start the holder's TTL: %w", err))
 		}
 	}
+	l.mu.Lock()
+	if len(l.held) > 100000 { // expiries never seen (watch down): forget
+		clear(l.held)
+	}
+	l.held[lease.ID] = heldBy{name: name, owner: owner}
+	l.mu.Unlock()
 	l.metrics.acquisitions.WithLabelValues("acquired").Inc()
 	l.metrics.wait.Observe(time.Since(began).Seconds())
 	return Grant{Name: name, Owner: owner, Lease: leaseHex(lease.ID), Token: token, TTLSeconds: lease.TTL}, Holder{}, nil
@@ -174,18 +191,22 @@ func (l *locks) acquire(ctx context.Context, name, owner string, ttl, wait time.
 
 // revoke ends a lease: its keys (the waiter or holder key, the owner key)
 // go with it.
-func (l *locks) revoke(id clientv3.LeaseID) {
+// It returns etcd's error (rpctypes.ErrLeaseNotFound: it had expired).
+func (l *locks) revoke(id clientv3.LeaseID) error {
 	l.mu.Lock()
 	if len(l.released) > 100000 { // deletes never seen (watch down): forget
 		clear(l.released)
 	}
 	l.released[id] = true
+	delete(l.held, id)
 	l.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.DialTimeout)
 	defer cancel()
-	if _, err := l.cli.Revoke(ctx, id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+	_, err := l.cli.Revoke(ctx, id)
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		l.metrics.etcdErrors.Inc()
 	}
+	return err
 }
 
 // check verifies that lease holds (or waits for) name for owner.
@@ -193,6 +214,17 @@ func (l *locks) check(ctx context.Context, name, owner, lease string) (clientv3.
 	id, err := parseLease(lease)
 	if err != nil {
 		return 0, err
+	}
+	l.mu.Lock()
+	h, granted := l.held[id]
+	l.mu.Unlock()
+	if granted {
+		// granted here: no read; an expired lease shows in the renewal or
+		// the revocation that follows
+		if h.name != name || h.owner != owner {
+			return 0, ErrNotHolder
+		}
+		return id, nil
 	}
 	resp, err := l.cli.Get(ctx, l.ownerKey(name, id))
 	if err != nil {
@@ -234,7 +266,9 @@ func (l *locks) release(ctx context.Context, name, owner, lease string) error {
 	if err != nil {
 		return err
 	}
-	l.revoke(id)
+	if err := l.revoke(id); errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return ErrExpired
+	}
 	l.metrics.releases.Inc()
 	return nil
 }
@@ -279,6 +313,7 @@ func (l *locks) watchExpiries(ctx context.Context) {
 			l.mu.Lock()
 			released := l.released[id]
 			delete(l.released, id)
+			delete(l.held, id)
 			l.mu.Unlock()
 			if !released {
 				l.metrics.expiries.Inc()

@@ -58,7 +58,7 @@ func New(cfg Config, log *logline.Logger) (*Server, error) {
 		s.cli = cli
 		log.Info("connected to etcd", "endpoints", fmt.Sprint(cfg.Endpoints))
 	}
-	s.locks = &locks{cli: s.cli, cfg: cfg, metrics: s.metrics, released: map[clientv3.LeaseID]bool{}}
+	s.locks = &locks{cli: s.cli, cfg: cfg, metrics: s.metrics, released: map[clientv3.LeaseID]bool{}, held: map[clientv3.LeaseID]heldBy{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(1)

@@ -69,8 +69,8 @@ test-integration:
 
 # the peers measured beside the wrapper come from Debian's packages
 bench: build
-	@command -v tini >/dev/null && command -v dumb-init >/dev/null && command -v supervisord >/dev/null || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tini dumb-init supervisor; }
+	@command -v tini >/dev/null && command -v dumb-init >/dev/null && command -v supervisord >/dev/null && command -v wrk >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tini dumb-init supervisor wrk; }
 	$(GO) test -run XXX -bench . -benchmem ./internal/logline ./wrapper/relay ./wrapper/health
 	$(GO) test -run XXX -bench AcquireRelease -benchtime 1x ./sharedlock
 	$(GO) test -run XXX -bench Merge -benchmem ./prommerge

@@ -85,6 +85,10 @@ func startEmbedded(cfg Config) (*embed.Etcd, error) {
 	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	ec.InitialCluster = ec.Name + "=" + pu.String()
 	ec.LogLevel = cfg.EtcdLogLevel
+	// Every lock taken writes new revisions of the same few keys: without
+	// compaction etcd keeps them all, its index slows down and its database
+	// grows to the quota (then it refuses writes). Keep the last hour.
+	ec.AutoCompactionMode, ec.AutoCompactionRetention = "periodic", "1h"
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
 		return nil, fmt.Errorf("embedded etcd in %s: %w", cfg.DataDir, err)

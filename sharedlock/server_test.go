@@ -86,6 +86,7 @@ func post(t testing.TB, ctx context.Context, url string, body any, out any) int 
 	if out != nil {
 		json.NewDecoder(resp.Body).Decode(out)
 	}
+	io.Copy(io.Discard, resp.Body) // read to the end: the connection is reused, as a real client's
 	return resp.StatusCode
 }
 

@@ -357,6 +357,10 @@ func (w *Watcher) list(ctx context.Context) (*pod, string, error) {
 // watch follows the pod from rv until it is done (true), the watch ends at
 // its timeout (false, nil) or breaks (an error).
 func (w *Watcher) watch(ctx context.Context, rv string) (bool, error) {
+	// the server ends the watch at timeoutSeconds; a connection that died
+	// without a word (a partition) ends here a little later
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.Resync+30*time.Second)
+	defer cancel()
 	resp, err := w.get(ctx, w.query(url.Values{"watch": {"1"}, "resourceVersion": {rv}, "allowWatchBookmarks": {"true"},
 		"timeoutSeconds": {fmt.Sprint(int(w.cfg.Resync.Seconds()))}}))
 	if err != nil {
@@ -367,8 +371,8 @@ func (w *Watcher) watch(ctx context.Context, rv string) (bool, error) {
 	for {
 		var ev watchEvent
 		if err := dec.Decode(&ev); err != nil {
-			if errors.Is(err, io.EOF) {
-				return false, nil
+			if errors.Is(err, io.EOF) || (ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded)) {
+				return false, nil // ended: resync
 			}
 			return false, fmt.Errorf("kubernetes API: watch broke: %w", err)
 		}

@@ -95,12 +95,9 @@ func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
 			owner[view.Procs[i].Pid] = view.Procs[i].Name
 		}
 	}
+	// /proc is read without the lock: the reaper's goroutine takes it to
+	// add an orphan's rusage, and must never wait for a scrape
 	procs, err := procfs.AllProcs()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err != nil {
-		c.failures++
-	}
 	members := make(map[int]*member, len(procs))
 	for _, p := range procs {
 		s, err := p.Stat()
@@ -110,7 +107,7 @@ func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
 		members[p.PID] = &member{pid: p.PID, ppid: s.PPID, pgrp: s.PGRP, rss: s.ResidentMemory(), proc: p,
 			cpu: float64(int(s.UTime)+int(s.STime)+s.CUTime+s.CSTime) / userHZ}
 	}
-	seen := make(map[int]string, len(c.seen))
+	seen := make(map[int]string, len(members))
 	for pid, m := range members {
 		name := treeOf(m, members, owner)
 		if name == "" {
@@ -125,16 +122,26 @@ func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
 		t.n++
 		seen[pid] = name
 	}
+	c.mu.Lock()
+	if err != nil {
+		c.failures++
+	}
+	failures := c.failures
 	c.seen = seen
 	for name, t := range sums {
-		cpu := max(c.dead[name]+t.cpu, c.last[name])
-		c.last[name] = cpu
-		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, cpu, name)
+		// an orphan reaped while /proc was read may count twice in this
+		// value; the next scrapes absorb it (the counter never goes down)
+		t.cpu = max(c.dead[name]+t.cpu, c.last[name])
+		c.last[name] = t.cpu
+	}
+	c.mu.Unlock()
+	for name, t := range sums {
+		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, t.cpu, name)
 		ch <- prometheus.MustNewConstMetric(c.rss, prometheus.GaugeValue, t.rss, name)
 		ch <- prometheus.MustNewConstMetric(c.pss, prometheus.GaugeValue, t.pss, name)
 		ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, float64(t.n), name)
 	}
-	ch <- prometheus.MustNewConstMetric(c.readErrs, prometheus.CounterValue, c.failures)
+	ch <- prometheus.MustNewConstMetric(c.readErrs, prometheus.CounterValue, failures)
 }
 
 // treeOf returns the process whose tree m is in, or "": m is a main pid,

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -100,6 +101,15 @@ func ReadLabelsFile(path string) (map[string]string, error) {
 	return labels, sc.Err()
 }
 
+// Bounds of the sender's waits on the network.
+const (
+	dialTimeout = time.Second     // resolving the server's name
+	redialAfter = 5 * time.Second // after a failed resolution
+	drainFor    = 2 * time.Second // sending what is queued at the wrapper's exit
+)
+
+var errNotResolved = errors.New("the server's address did not resolve a moment ago")
+
 // queueLen bounds the events waiting to be sent: a burst (every process
 // exiting at once) fits; beyond it events are counted as dropped, as the
 // supervisor never waits for the network.
@@ -123,6 +133,7 @@ type Sender struct {
 	fileSize  int64
 	fileLabel map[string]string
 	warned    bool
+	nextDial  time.Time // Run's goroutine only
 }
 
 // The reasons an event is not sent.
@@ -172,9 +183,16 @@ func (s *Sender) Run(ctx context.Context) {
 		case ev := <-s.q:
 			s.send(ev)
 		case <-ctx.Done():
+			// what is queued goes out, but the wrapper's exit waits for
+			// it at most drainFor (a server name that does not resolve)
+			deadline := time.Now().Add(drainFor)
 			for {
 				select {
 				case ev := <-s.q:
+					if time.Now().After(deadline) {
+						s.Dropped[DropSendError].Add(1)
+						continue
+					}
 					s.send(ev)
 				default:
 					return
@@ -199,9 +217,14 @@ func (s *Sender) send(ev lifecycle.Event) {
 		return
 	}
 	if s.conn == nil {
-		// a UDP "connection" sends to the one address resolved here
-		if s.conn, err = net.Dial("udp", s.cfg.Address); err != nil {
+		// a UDP "connection" sends to the one address resolved here;
+		// after a failed resolution the next try waits redialAfter, so
+		// that a burst of events does not wait for DNS once each
+		if time.Now().Before(s.nextDial) {
+			err = errNotResolved
+		} else if s.conn, err = (&net.Dialer{Timeout: dialTimeout}).Dial("udp", s.cfg.Address); err != nil {
 			s.conn = nil
+			s.nextDial = time.Now().Add(redialAfter)
 		}
 	}
 	if s.conn != nil {

@@ -126,3 +126,23 @@ func TestSenderQueueFull(t *testing.T) {
 		t.Errorf("dropped %d, want 10", got)
 	}
 }
+
+// A server name that does not resolve costs one bounded lookup for a burst,
+// and the drain at exit is bounded too: the wrapper's exit never waits long
+// for the metrics server.
+func TestSenderUnresolvable(t *testing.T) {
+	s := NewSender(SenderConfig{Address: "metrics-server.invalid:9999"}, logline.NewLogger(logline.NewOutput(io.Discard), "test"))
+	for range 100 {
+		s.Observe(&Event{Kind: ProcessExit, Process: "a"})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the wrapper is exiting: Run drains the queue and returns
+	began := time.Now()
+	s.Run(ctx)
+	if took := time.Since(began); took > dialTimeout+drainFor {
+		t.Errorf("Run took %v to drain 100 events to an unresolvable server", took)
+	}
+	if got := s.Dropped[DropSendError].Load(); got != 100 || s.Sent.Load() != 0 {
+		t.Errorf("dropped %d (send_error), sent %d; want 100 and 0", got, s.Sent.Load())
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/grafana/pyroscope-go"
 	"github.com/process-wrapper/process-wrapper/internal/logline"
@@ -13,7 +14,8 @@ import (
 
 // Start starts profiling to the server at rawURL (credentials in the URL's
 // user part become basic auth) and returns the function that stops it,
-// which uploads what was collected since the last upload.
+// which uploads what was collected since the last upload (for at most
+// stopTimeout).
 func Start(rawURL string, log *logline.Logger) (stop func(), err error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -40,8 +42,23 @@ func Start(rawURL string, log *logline.Logger) (stop func(), err error) {
 		return nil, fmt.Errorf("pyroscope: %w", err)
 	}
 	log.Info("profiling to pyroscope", "url", cfg.ServerAddress)
-	return func() { _ = p.Stop() }, nil
+	return func() {
+		// the last upload, bounded: a server that is down must not hold
+		// the wrapper's exit (kubelet's grace period is running)
+		done := make(chan struct{})
+		go func() { _ = p.Stop(); close(done) }()
+		t := time.NewTimer(stopTimeout)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			log.Warn("pyroscope: the last upload did not end in time; exiting without it", "timeout", stopTimeout.String())
+		}
+	}, nil
 }
+
+// stopTimeout bounds the last upload at exit.
+const stopTimeout = 2 * time.Second
 
 // logger puts the client's messages in the wrapper's log; its chatter
 // (every upload) is debug.

@@ -85,7 +85,11 @@ var noKeepAlive = func() context.Context {
 // as the lock was won, the lock is released.
 func (l *locks) acquire(ctx context.Context, name, owner string, ttl, wait time.Duration) (Grant, Holder, error) {
 	began := time.Now()
-	lease, err := l.cli.Grant(ctx, int64(ttl/time.Second))
+	// The first three calls are quick and need not end when the client
+	// goes away (that is checked after them): without a cancellable
+	// context, etcd's client spares a goroutine per call watching it.
+	quick := context.WithoutCancel(ctx)
+	lease, err := l.cli.Grant(quick, int64(ttl/time.Second))
 	if err != nil {
 		l.metrics.etcdErrors.Inc()
 		return Grant{}, Holder{}, fmt.Errorf("grant lease: %w", err)
@@ -99,7 +103,7 @@ func (l *locks) acquire(ctx context.Context, name, owner string, ttl, wait time.
 	rec, _ := json.Marshal(ownerRecord{Owner: owner, Since: time.Now().UTC(), TTL: lease.TTL})
 	recorded := make(chan error, 1)
 	go func() {
-		_, err := l.cli.Put(ctx, l.ownerKey(name, lease.ID), string(rec), clientv3.WithLease(lease.ID))
+		_, err := l.cli.Put(quick, l.ownerKey(name, lease.ID), string(rec), clientv3.WithLease(lease.ID))
 		recorded <- err
 	}()
 	sess, err := concurrency.NewSession(l.cli, concurrency.WithLease(lease.ID), concurrency.WithContext(noKeepAlive))
@@ -110,7 +114,7 @@ func (l *locks) acquire(ctx context.Context, name, owner string, ttl, wait time.
 	}
 	m := concurrency.NewMutex(sess, l.mutexPrefix(name))
 	// a free lock is taken in one transaction, whatever the wait
-	err = m.TryLock(ctx)
+	err = m.TryLock(quick)
 	if perr := <-recorded; perr != nil {
 		l.metrics.etcdErrors.Inc()
 		return fail(fmt.Errorf("record owner: %w", perr))

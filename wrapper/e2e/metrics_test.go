@@ -300,3 +300,30 @@ queue_depth 3
 	w.signal(syscall.SIGTERM)
 	w.wait(15 * time.Second)
 }
+
+// Once its processes have started, the wrapper gives back the pages of its
+// binary that only the start-up used (README "Figures").
+func TestStartupPagesGivenBack(t *testing.T) {
+	t.Parallel()
+	w := start(t, config(t, "- {name: a, entrypoint: CHILD, args: [sleep]}\n"), opts{args: []string{"-debug"}})
+	w.waitLine(10*time.Second, "msg", "gave back the binary's start-up pages")
+	fi, err := os.Stat(wrapperBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fileKiB int64
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "RssFile:"); ok {
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &fileKiB)
+		}
+	}
+	if fileKiB == 0 || fileKiB*1024 > fi.Size()/4 {
+		t.Errorf("file-backed resident memory %d KiB after the page-out, for a binary of %d KiB", fileKiB, fi.Size()/1024)
+	}
+	w.signal(syscall.SIGTERM)
+	w.wait(10 * time.Second)
+}

@@ -146,3 +146,24 @@ func TestSenderUnresolvable(t *testing.T) {
 		t.Errorf("dropped %d (send_error), sent %d; want 100 and 0", got, s.Sent.Load())
 	}
 }
+
+// The downward API rewrites the labels file when the pod's labels change:
+// the next event carries the new labels.
+func TestSenderLabelsFileChanges(t *testing.T) {
+	addr, ch := receive(t)
+	file := filepath.Join(t.TempDir(), "labels")
+	os.WriteFile(file, []byte("app=\"shop\"\nversion=\"1\"\n"), 0o644)
+	s := NewSender(SenderConfig{Address: addr, LabelsFile: file, Exclude: []string{"version"}}, logline.NewLogger(logline.NewOutput(io.Discard), "test"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	s.Observe(&Event{Kind: ProcessStart, Process: "a"})
+	if e := next(t, ch); len(e.Labels) != 1 || e.Labels["app"] != "shop" {
+		t.Errorf("labels %v", e.Labels)
+	}
+	os.WriteFile(file, []byte("app=\"shop\"\ntier=\"gold\"\nversion=\"2\"\n"), 0o644) // a new size: read again
+	s.Observe(&Event{Kind: ProcessStart, Process: "a"})
+	if e := next(t, ch); len(e.Labels) != 2 || e.Labels["tier"] != "gold" {
+		t.Errorf("labels after the change %v", e.Labels)
+	}
+}

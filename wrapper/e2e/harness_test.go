@@ -76,6 +76,7 @@ type opts struct {
 	env  []string
 	// prefix runs the wrapper under another program (unshare, sh -c ...)
 	prefix []string
+	bin    string    // the wrapper binary, when not wrapperBin
 	raw    io.Writer // also copy the raw output here
 	// sink, when set, sees every output line first; a line it returns true
 	// for is consumed and not kept (for tests that relay millions of lines).
@@ -97,7 +98,11 @@ func start(t *testing.T, cfg string, o opts) *wrapper {
 	t.Helper()
 	// every wrapper gets its own port and readiness file: tests run in parallel
 	args := append([]string{"-config", cfg, "-http-address", "127.0.0.1:0", "-readiness-file", filepath.Join(t.TempDir(), "started")}, o.args...)
-	argv := append(append([]string(nil), o.prefix...), wrapperBin)
+	bin := wrapperBin
+	if o.bin != "" {
+		bin = o.bin
+	}
+	argv := append(append([]string(nil), o.prefix...), bin)
 	argv = append(argv, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	// a race-built wrapper would otherwise sleep a second at its exit

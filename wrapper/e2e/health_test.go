@@ -204,10 +204,12 @@ func TestStartupProbe(t *testing.T) {
   startupProbe: {exec: {command: [test, -f, %q]}, periodSeconds: 1, failureThreshold: 2}
   livenessProbe: {exec: {command: ["false"]}, periodSeconds: 1, failureThreshold: 1}`, started)), opts{})
 	base := w.url()
-	code, body := httpGet(t, base+"/readiness")
-	if code != 503 || !strings.Contains(body, "slow: startup probe has not passed") {
-		t.Errorf("readiness %d %q", code, body)
-	}
+	// once running (it may still be starting at the first request), not
+	// ready until its startup probe passes
+	waitfor.Condition(t, 5*time.Second, "readiness 503: startup probe has not passed", func() bool {
+		code, body := httpGet(t, base+"/readiness")
+		return code == 503 && strings.Contains(body, "slow: startup probe has not passed")
+	})
 	// failureThreshold 2 x 1s: restarted, and the failing liveness probe
 	// never ran, since startup never passed
 	w.waitLine(10*time.Second, "msg", "startup probe failed: restarting process", "process", "slow")

@@ -59,6 +59,13 @@ func copyFile(src, dst string) error {
 		tmp.Close()
 		return fmt.Errorf("install %s: %w", dst, err)
 	}
+	// written back before the rename: no half binary after a crash, and
+	// clean pages, which the wrapper can give back after its start-up
+	// (the kernel does not reclaim dirty ones; see package pageout)
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("install %s: %w", dst, err)
+	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("install %s: %w", dst, err)
 	}

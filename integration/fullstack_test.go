@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/process-wrapper/process-wrapper/internal/waitfor"
 	"github.com/testcontainers/testcontainers-go"
 	tcexec "github.com/testcontainers/testcontainers-go/exec"
 	"github.com/testcontainers/testcontainers-go/network"
@@ -150,25 +151,6 @@ func get(url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func until(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	if !poll(timeout, cond) {
-		t.Fatalf("timed out after %v waiting for %s", timeout, what)
-	}
-}
-
-// poll reports whether cond became true before timeout.
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond) // polling a container from outside
-	}
-	return true
-}
-
 // The whole stack on one Docker network: the wrapper injected into an
 // unrelated busybox image through a volume filled by an init-style
 // container, with metrics-mock, metadata-mock and the shared-lock server.
@@ -226,7 +208,7 @@ func TestFullStack(t *testing.T) {
 	for i, a := range apps {
 		base := endpoint(t, a, "8111/tcp")
 		var body string
-		if !poll(30*time.Second, func() bool { var c int; c, body = get(base + "/readiness"); return c == 200 }) {
+		if !waitfor.Poll(30*time.Second, func() bool { var c int; c, body = get(base + "/readiness"); return c == 200 }) {
 			t.Fatalf("app %d not ready after 30s: %s", i, body)
 		}
 	}
@@ -237,7 +219,7 @@ func TestFullStack(t *testing.T) {
 	for i, a := range apps {
 		var s span
 		// docker's log driver may lag a little behind the container
-		poll(5*time.Second, func() bool {
+		waitfor.Poll(5*time.Second, func() bool {
 			s = span{}
 			for _, l := range lines(t, a) {
 				if l["app"] != "locked" || (l["msg"] != "enter" && l["msg"] != "leave") {
@@ -266,7 +248,7 @@ func TestFullStack(t *testing.T) {
 
 	// PID 1 is the wrapper, and the orphans are reaped: no zombie
 	var ps string
-	until(t, 10*time.Second, "the orphans gone from app 0", func() bool {
+	waitfor.Condition(t, 10*time.Second, "the orphans gone from app 0", func() bool {
 		ps = execIn(t, apps[0], "ps", "-o", "pid,stat,args")
 		return !strings.Contains(ps, "sleep 0.3")
 	})
@@ -285,7 +267,7 @@ func TestFullStack(t *testing.T) {
 	resp.Body.Close()
 	for i, a := range apps {
 		base := endpoint(t, a, "8111/tcp")
-		until(t, 10*time.Second, fmt.Sprintf("app %d readiness 503 preempted", i), func() bool {
+		waitfor.Condition(t, 10*time.Second, fmt.Sprintf("app %d readiness 503 preempted", i), func() bool {
 			c, body := get(base + "/readiness")
 			return c == 503 && strings.Contains(body, "preempted")
 		})
@@ -293,7 +275,7 @@ func TestFullStack(t *testing.T) {
 			t.Errorf("app %d: liveness %d after the preemption", i, c)
 		}
 	}
-	until(t, 10*time.Second, "two preemption events", func() bool {
+	waitfor.Condition(t, 10*time.Second, "two preemption events", func() bool {
 		_, body := get(endpoint(t, events, "9998/tcp") + "/events?event=preemption")
 		var evs []map[string]any
 		json.Unmarshal([]byte(body), &evs)

@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/go-logfmt/logfmt v0.6.1
+	github.com/process-wrapper/process-wrapper/internal v0.0.0
 	github.com/testcontainers/testcontainers-go v0.45.0
 )
 

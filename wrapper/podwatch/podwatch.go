@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -28,6 +27,7 @@ import (
 	"time"
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
+	"github.com/process-wrapper/process-wrapper/wrapper/retry"
 )
 
 // DefaultServiceAccountDir is where kubelet mounts the service account's
@@ -235,7 +235,7 @@ func Done(p *pod, follow []string) (bool, string) {
 // from the list's resourceVersion, and lists again after each watch ends
 // or breaks, with backoff and jitter when the API fails.
 func (w *Watcher) Run(ctx context.Context) bool {
-	backoff := time.Second
+	backoff := retry.Backoff{Initial: time.Second, Max: 30 * time.Second}
 	trouble := ""
 	for ctx.Err() == nil {
 		p, rv, err := w.list(ctx)
@@ -254,21 +254,16 @@ func (w *Watcher) Run(ctx context.Context) bool {
 			return false
 		}
 		if err == nil {
-			backoff, trouble = time.Second, ""
+			backoff.Reset()
+			trouble = ""
 			continue // the watch ended at its timeout: resync
 		}
 		if kind := errKind(err); kind != trouble {
 			trouble = kind
 			w.log.Warn("pod watch: retrying with backoff", "err", err)
 		}
-		d := backoff/2 + rand.N(backoff/2+1)
-		backoff = min(2*backoff, 30*time.Second)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Wait(ctx) {
 			return false
-		case <-t.C:
 		}
 	}
 	return false

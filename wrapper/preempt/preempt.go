@@ -6,13 +6,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
+	"github.com/process-wrapper/process-wrapper/wrapper/retry"
 )
 
 // DefaultMetadataURL is GCE's preempted value.
@@ -49,7 +49,8 @@ func (w *Watcher) Run(ctx context.Context) {
 	if client == nil {
 		client = &http.Client{Timeout: time.Duration(timeout+10) * time.Second}
 	}
-	etag, failing, backoff := "", "", time.Second
+	etag, failing := "", ""
+	backoff := retry.Backoff{Initial: time.Second, Max: maxBackoff}
 	for ctx.Err() == nil {
 		value, newTag, err := w.ask(ctx, client, etag, timeout)
 		if ctx.Err() != nil {
@@ -60,21 +61,17 @@ func (w *Watcher) Run(ctx context.Context) {
 				w.Log.Warn("metadata server: retrying with backoff", "url", w.URL, "err", err)
 				failing = err.Error()
 			}
-			// full jitter: a fleet of wrappers does not come back in step
-			d := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
-			select {
-			case <-ctx.Done():
+			if !backoff.Wait(ctx) {
 				return
-			case <-time.After(d):
 			}
-			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
 		if failing != "" {
 			w.Log.Info("metadata server answers again", "url", w.URL)
 			failing = ""
 		}
-		backoff, etag = time.Second, newTag
+		backoff.Reset()
+		etag = newTag
 		if value == "TRUE" {
 			w.Log.Warn("the node is preempted", "url", w.URL)
 			w.OnPreempted()

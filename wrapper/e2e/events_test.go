@@ -26,18 +26,7 @@ func startMetricsMock(t *testing.T) (udp, base string) {
 	t.Helper()
 	udp = fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
 	base = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	mock := exec.Command(eventsBin, "-udp", udp, "-http", strings.TrimPrefix(base, "http://"))
-	if err := mock.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mock.Process.Kill(); mock.Wait() })
-	waitfor.Condition(t, 10*time.Second, "metrics-mock", func() bool {
-		resp, err := http.Get(base + "/events")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
+	startServer(t, exec.Command(eventsBin, "-udp", udp, "-http", strings.TrimPrefix(base, "http://")), base+"/events", 10*time.Second)
 	return udp, base
 }
 

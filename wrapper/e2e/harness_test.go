@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -281,4 +282,23 @@ func ts(t *testing.T, l line) time.Time {
 		t.Fatalf("bad ts in %v: %v", l, err)
 	}
 	return v
+}
+
+// startServer runs one of the project's other binaries (metadata-mock,
+// metrics-mock, shared-lock) until the test ends, and waits until readyURL
+// answers 200.
+func startServer(t *testing.T, cmd *exec.Cmd, readyURL string, timeout time.Duration) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitfor.Condition(t, timeout, filepath.Base(cmd.Path), func() bool {
+		resp, err := http.Get(readyURL)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
 }

@@ -21,18 +21,7 @@ import (
 func TestPreemption(t *testing.T) {
 	t.Parallel()
 	mockAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	mock := exec.Command(mockBin, "-listen", mockAddr)
-	if err := mock.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mock.Process.Kill(); mock.Wait() })
-	waitfor.Condition(t, 10*time.Second, "metadata-mock", func() bool {
-		resp, err := http.Get("http://" + mockAddr + "/control/state")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
+	startServer(t, exec.Command(mockBin, "-listen", mockAddr), "http://"+mockAddr+"/control/state", 10*time.Second)
 	var mu sync.Mutex
 	var drains []string
 	envoy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,18 +29,7 @@ func lockServer(t *testing.T) (*exec.Cmd, string) {
 		"-etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "-etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
 	cmd.Env = append(os.Environ(), "SHARED_LEASE_SOCKET="+addr, "SHARED_LEASE_ETCD_ENDPOINTS=")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitfor.Condition(t, 30*time.Second, "the shared-lock server", func() bool {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	startServer(t, cmd, "http://"+addr+"/healthz", 30*time.Second)
 	return cmd, "http://" + addr
 }
 

@@ -16,8 +16,8 @@ import (
 // The HTTP API (JSON bodies):
 //
 //	POST /v1/locks/{name}/acquire    {"owner", "ttlSeconds", "waitSeconds"}  200 Grant | 409 held | 423 wait ended
-//	POST /v1/locks/{name}/keepalive  {"owner", "lease"}                      200 {"ttlSeconds"} | 410 lost | 403 not holder
-//	POST /v1/locks/{name}/release    {"owner", "lease"}                      200 | 410 already gone | 403 not holder
+//	POST /v1/locks/{name}/keepalive  {"owner", "lease", "token"}             200 {"ttlSeconds"} | 410 lost | 403 not holder
+//	POST /v1/locks/{name}/release    {"owner", "lease", "token"}             200 | 410 already gone | 403 not holder
 //	GET  /v1/locks/{name}                                                   200 Holder
 //	GET  /healthz, GET /metrics
 //
@@ -32,6 +32,9 @@ type acquireRequest struct {
 type leaseRequest struct {
 	Owner string `json:"owner"`
 	Lease string `json:"lease"`
+	// Token, when given, is the grant's fencing token: the request is
+	// then about that grant only (a lease is used again after a release).
+	Token int64 `json:"token"`
 }
 
 type errorBody struct {
@@ -137,7 +140,7 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) leaseOp(w http.ResponseWriter, r *http.Request, op func(ctx context.Context, name, owner, lease string) (any, error)) {
+func (s *Server) leaseOp(w http.ResponseWriter, r *http.Request, op func(ctx context.Context, name string, req leaseRequest) (any, error)) {
 	name, ok := s.name(w, r)
 	if !ok {
 		return
@@ -150,7 +153,11 @@ func (s *Server) leaseOp(w http.ResponseWriter, r *http.Request, op func(ctx con
 		fail(w, http.StatusBadRequest, "lease: %v", err)
 		return
 	}
-	res, err := op(r.Context(), name, req.Owner, req.Lease)
+	if req.Token < 0 {
+		fail(w, http.StatusBadRequest, "token: %d is not a fencing token", req.Token)
+		return
+	}
+	res, err := op(r.Context(), name, req)
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, res)
@@ -164,17 +171,17 @@ func (s *Server) leaseOp(w http.ResponseWriter, r *http.Request, op func(ctx con
 }
 
 func (s *Server) keepAlive(w http.ResponseWriter, r *http.Request) {
-	s.leaseOp(w, r, func(ctx context.Context, name, owner, lease string) (any, error) {
-		ttl, err := s.locks.keepAlive(ctx, name, owner, lease)
+	s.leaseOp(w, r, func(ctx context.Context, name string, req leaseRequest) (any, error) {
+		ttl, err := s.locks.keepAlive(ctx, name, req.Owner, req.Lease, req.Token)
 		return map[string]int64{"ttlSeconds": ttl}, err
 	})
 }
 
 func (s *Server) release(w http.ResponseWriter, r *http.Request) {
-	s.leaseOp(w, r, func(ctx context.Context, name, owner, lease string) (any, error) {
-		err := s.locks.release(ctx, name, owner, lease)
+	s.leaseOp(w, r, func(ctx context.Context, name string, req leaseRequest) (any, error) {
+		err := s.locks.release(ctx, name, req.Owner, req.Lease, req.Token)
 		if err == nil {
-			s.log.Info("lock released", "lock", name, "owner", owner, "lease", lease)
+			s.log.Info("lock released", "lock", name, "owner", req.Owner, "lease", req.Lease)
 		}
 		return map[string]bool{"released": err == nil}, err
 	})

@@ -59,14 +59,29 @@ type locks struct {
 	cfg     Config
 	metrics *metrics
 
+	pool *leasePool
+
 	mu       sync.Mutex
-	released map[clientv3.LeaseID]bool   // leases this server revoked: their deletes are not expiries
-	held     map[clientv3.LeaseID]heldBy // leases this server granted that hold a lock: their renewals and release need not read the owner record
+	released map[clientv3.LeaseID]int    // releases and revocations by this server not yet seen by watchExpiries: their deletes are not expiries
+	held     map[clientv3.LeaseID]heldBy // leases this server granted that hold a lock: their renewals and release need not read etcd
 }
 
-type heldBy struct{ name, owner string }
+// heldBy is a grant: the lock, its owner, its fencing token, and the TTL
+// asked (the lease's place in the pool once released) and granted.
+type heldBy struct {
+	name, owner  string
+	token        int64
+	ttl, granted int64
+}
+
+// errStaleLease: an idle lease had expired in the pool (etcd or this server
+// stalled for most of its TTL); the acquisition starts again with a new one.
+var errStaleLease = errors.New("the pooled lease had expired")
 
 func (l *locks) mutexPrefix(name string) string { return l.cfg.Prefix + "mutex/" + name }
+func (l *locks) mutexKey(name string, lease clientv3.LeaseID) string {
+	return l.mutexPrefix(name) + "/" + leaseHex(lease) // as concurrency.Mutex names it
+}
 func (l *locks) ownerKey(name string, lease clientv3.LeaseID) string {
 	return fmt.Sprintf("%sowner/%s/%x", l.cfg.Prefix, name, int64(lease))
 }
@@ -84,25 +99,49 @@ var noKeepAlive = func() context.Context {
 // away) while waiting, its place in the queue is removed; when it ends just
 // as the lock was won, the lock is released.
 func (l *locks) acquire(ctx context.Context, name, owner string, ttl, wait time.Duration) (Grant, Holder, error) {
+	g, h, err := l.try(ctx, name, owner, ttl, wait, true)
+	if errors.Is(err, errStaleLease) {
+		g, h, err = l.try(ctx, name, owner, ttl, wait, false)
+	}
+	return g, h, err
+}
+
+// try is one acquisition, with a lease from the pool if pool and there is one.
+func (l *locks) try(ctx context.Context, name, owner string, ttl, wait time.Duration, pool bool) (Grant, Holder, error) {
 	began := time.Now()
-	// The first three calls are quick and need not end when the client
-	// goes away (that is checked after them): without a cancellable
-	// context, etcd's client spares a goroutine per call watching it.
+	// The first calls are quick and need not end when the client goes
+	// away (that is checked after them): without a cancellable context,
+	// etcd's client spares a goroutine per call watching it.
 	quick := context.WithoutCancel(ctx)
-	lease, err := l.cli.Grant(quick, int64(ttl/time.Second))
+	asked := int64(ttl / time.Second)
+	lease, pooled, err := l.lease(quick, asked, pool)
 	if err != nil {
 		l.metrics.etcdErrors.Inc()
-		return Grant{}, Holder{}, fmt.Errorf("grant lease: %w", err)
+		return Grant{}, Holder{}, err
 	}
 	fail := func(err error) (Grant, Holder, error) {
 		l.revoke(lease.ID)
 		return Grant{}, Holder{}, err
+	}
+	// a try or a wait that ended, or a client gone: the lease holds or
+	// waits for nothing any more and serves a later acquisition
+	giveUp := func(h Holder, err error) (Grant, Holder, error) {
+		l.giveBack(name, lease.ID, asked, lease.TTL)
+		return Grant{}, h, err
 	}
 	// the owner record is written while the mutex is tried: both need only
 	// the lease, and the acquisition waits for both (one write's time)
 	rec, _ := json.Marshal(ownerRecord{Owner: owner, Since: time.Now().UTC(), TTL: lease.TTL})
 	recorded := make(chan error, 1)
 	go func() {
+		if pooled {
+			// an idle lease's TTL restarts now: a holder's TTL counts
+			// from its acquisition
+			if _, err := l.cli.KeepAliveOnce(quick, lease.ID); err != nil {
+				recorded <- err
+				return
+			}
+		}
 		_, err := l.cli.Put(quick, l.ownerKey(name, lease.ID), string(rec), clientv3.WithLease(lease.ID))
 		recorded <- err
 	}()
@@ -115,7 +154,11 @@ func (l *locks) acquire(ctx context.Context, name, owner string, ttl, wait time.
 	m := concurrency.NewMutex(sess, l.mutexPrefix(name))
 	// a free lock is taken in one transaction, whatever the wait
 	err = m.TryLock(quick)
-	if perr := <-recorded; perr != nil {
+	perr := <-recorded
+	if pooled && (errors.Is(perr, rpctypes.ErrLeaseNotFound) || errors.Is(err, rpctypes.ErrLeaseNotFound)) {
+		return Grant{}, Holder{}, errStaleLease
+	}
+	if perr != nil {
 		l.metrics.etcdErrors.Inc()
 		return fail(fmt.Errorf("record owner: %w", perr))
 	}
@@ -138,17 +181,15 @@ func (l *locks) acquire(ctx context.Context, name, owner string, ttl, wait time.
 	case err == nil:
 	case errors.Is(err, concurrency.ErrLocked):
 		l.metrics.acquisitions.WithLabelValues("held").Inc()
-		l.revoke(lease.ID)
-		h, _ := l.inspect(context.WithoutCancel(ctx), name)
-		return Grant{}, h, ErrHeld
+		h, _ := l.inspect(quick, name)
+		return giveUp(h, ErrHeld)
 	case ctx.Err() != nil:
 		l.metrics.acquisitions.WithLabelValues("gone").Inc()
-		return fail(ErrGone)
+		return giveUp(Holder{}, ErrGone)
 	case errors.Is(err, context.DeadlineExceeded):
 		l.metrics.acquisitions.WithLabelValues("timeout").Inc()
-		l.revoke(lease.ID)
-		h, _ := l.inspect(context.WithoutCancel(ctx), name)
-		return Grant{}, h, ErrWaited
+		h, _ := l.inspect(quick, name)
+		return giveUp(h, ErrWaited)
 	case errors.Is(err, concurrency.ErrSessionExpired):
 		l.metrics.acquisitions.WithLabelValues("expired").Inc()
 		return fail(ErrExpired)
@@ -164,7 +205,7 @@ func (l *locks) acquire(ctx context.Context, name, owner string, ttl, wait time.
 		if err != nil || len(resp.Kvs) == 0 {
 			if ctx.Err() != nil {
 				l.metrics.acquisitions.WithLabelValues("gone").Inc()
-				return fail(ErrGone) // won just as the client left: give it back
+				return giveUp(Holder{}, ErrGone) // won just as the client left: give it back
 			}
 			l.metrics.etcdErrors.Inc()
 			return fail(fmt.Errorf("read the lock key: %v", err))
@@ -173,7 +214,7 @@ func (l *locks) acquire(ctx context.Context, name, owner string, ttl, wait time.
 	}
 	if ctx.Err() != nil {
 		l.metrics.acquisitions.WithLabelValues("gone").Inc()
-		return fail(ErrGone) // won just as the client left: give it back
+		return giveUp(Holder{}, ErrGone) // won just as the client left: give it back
 	}
 	// the holder's TTL starts now, whatever the wait took
 	if waited {
@@ -186,24 +227,66 @@ func (l *locks) acquire(ctx context.Context, name, owner string, ttl, wait time.
 	if len(l.held) > 100000 { // expiries never seen (watch down): forget
 		clear(l.held)
 	}
-	l.held[lease.ID] = heldBy{name: name, owner: owner}
+	l.held[lease.ID] = heldBy{name: name, owner: owner, token: token, ttl: asked, granted: lease.TTL}
 	l.mu.Unlock()
 	l.metrics.acquisitions.WithLabelValues("acquired").Inc()
 	l.metrics.wait.Observe(time.Since(began).Seconds())
 	return Grant{Name: name, Owner: owner, Lease: leaseHex(lease.ID), Token: token, TTLSeconds: lease.TTL}, Holder{}, nil
 }
 
+// giveBack deletes what lease id holds or waits for on lock name (its
+// lock key and its owner record) and keeps the lease for a later
+// acquisition; when etcd does not answer, it revokes the lease.
+func (l *locks) giveBack(name string, id clientv3.LeaseID, ttl, granted int64) {
+	l.mark(id, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.DialTimeout)
+	defer cancel()
+	resp, err := l.cli.Txn(ctx).Then(clientv3.OpDelete(l.mutexKey(name, id)), clientv3.OpDelete(l.ownerKey(name, id))).Commit()
+	if err != nil {
+		l.mark(id, -1)
+		l.metrics.etcdErrors.Inc()
+		l.revoke(id)
+		return
+	}
+	if resp.Responses[1].GetResponseDeleteRange().Deleted == 0 {
+		l.mark(id, -1) // no owner record to see deleted
+	}
+	l.keep(ttl, id, granted)
+}
+
+// keep puts a lease that holds no key in the pool, or revokes it when the
+// pool is full.
+func (l *locks) keep(ttl int64, id clientv3.LeaseID, granted int64) {
+	if l.pool.give(ttl, id, granted) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.DialTimeout)
+	defer cancel()
+	if _, err := l.cli.Revoke(ctx, id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		l.metrics.etcdErrors.Inc()
+	}
+}
+
+// mark counts (n 1) or uncounts (n -1) a delete of lease id's owner record
+// that this server makes, so that watchExpiries does not take it for an
+// expiry; the grant it made with id, if any, is over.
+func (l *locks) mark(id clientv3.LeaseID, n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.released) > 100000 { // deletes never seen (watch down): forget
+		clear(l.released)
+	}
+	if l.released[id] += n; l.released[id] <= 0 {
+		delete(l.released, id)
+	}
+	delete(l.held, id)
+}
+
 // revoke ends a lease: its keys (the waiter or holder key, the owner key)
 // go with it.
 // It returns etcd's error (rpctypes.ErrLeaseNotFound: it had expired).
 func (l *locks) revoke(id clientv3.LeaseID) error {
-	l.mu.Lock()
-	if len(l.released) > 100000 { // deletes never seen (watch down): forget
-		clear(l.released)
-	}
-	l.released[id] = true
-	delete(l.held, id)
-	l.mu.Unlock()
+	l.mark(id, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.DialTimeout)
 	defer cancel()
 	_, err := l.cli.Revoke(ctx, id)
@@ -213,42 +296,63 @@ func (l *locks) revoke(id clientv3.LeaseID) error {
 	return err
 }
 
-// check verifies that lease holds (or waits for) name for owner.
-func (l *locks) check(ctx context.Context, name, owner, lease string) (clientv3.LeaseID, error) {
-	id, err := parseLease(lease)
-	if err != nil {
-		return 0, err
-	}
-	l.mu.Lock()
-	h, granted := l.held[id]
-	l.mu.Unlock()
-	if granted {
-		// granted here: no read; an expired lease shows in the renewal or
-		// the revocation that follows
-		if h.name != name || h.owner != owner {
-			return 0, ErrNotHolder
+// lease returns a lease of ttl seconds asked: an idle one from the pool
+// (pooled: its TTL is to be restarted) if pool, or a new one.
+func (l *locks) lease(ctx context.Context, ttl int64, pool bool) (*clientv3.LeaseGrantResponse, bool, error) {
+	if pool {
+		if id, granted, ok := l.pool.take(ttl); ok {
+			return &clientv3.LeaseGrantResponse{ID: id, TTL: granted}, true, nil
 		}
-		return id, nil
 	}
-	resp, err := l.cli.Get(ctx, l.ownerKey(name, id))
+	resp, err := l.cli.Grant(ctx, ttl)
 	if err != nil {
-		l.metrics.etcdErrors.Inc()
-		return 0, fmt.Errorf("read owner: %w", err)
+		return nil, false, fmt.Errorf("grant lease: %w", err)
 	}
-	if len(resp.Kvs) == 0 {
-		// the owner key lives as long as the lease: gone means expired or released
-		return 0, ErrExpired
-	}
-	var rec ownerRecord
-	if json.Unmarshal(resp.Kvs[0].Value, &rec) != nil || rec.Owner != owner {
-		return 0, ErrNotHolder
-	}
-	return id, nil
+	return resp, false, nil
 }
 
-// keepAlive renews the lease once, for the holder that asks.
-func (l *locks) keepAlive(ctx context.Context, name, owner, lease string) (int64, error) {
-	id, err := l.check(ctx, name, owner, lease)
+// check verifies that lease holds name for owner, under the grant token
+// when token is not 0, and returns the grant. cached lets it answer from
+// the grants this server made, without reading etcd: only a release does,
+// as its transaction verifies the grant again.
+func (l *locks) check(ctx context.Context, name, owner, lease string, token int64, cached bool) (clientv3.LeaseID, heldBy, error) {
+	id, err := parseLease(lease)
+	if err != nil {
+		return 0, heldBy{}, err
+	}
+	if cached {
+		l.mu.Lock()
+		h, ok := l.held[id]
+		l.mu.Unlock()
+		if ok && h.name == name && h.owner == owner && (token == 0 || token == h.token) {
+			return id, h, nil
+		}
+	}
+	// read the owner record and the lock key in one read: both live as
+	// long as the grant
+	resp, err := l.cli.Txn(ctx).Then(clientv3.OpGet(l.ownerKey(name, id)), clientv3.OpGet(l.mutexKey(name, id))).Commit()
+	if err != nil {
+		l.metrics.etcdErrors.Inc()
+		return 0, heldBy{}, fmt.Errorf("read owner: %w", err)
+	}
+	rec, key := resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs
+	if len(rec) == 0 || len(key) == 0 {
+		return 0, heldBy{}, ErrExpired // expired or released
+	}
+	var r ownerRecord
+	switch {
+	case json.Unmarshal(rec[0].Value, &r) != nil || r.Owner != owner:
+		return 0, heldBy{}, ErrNotHolder
+	case token != 0 && token != key[0].CreateRevision:
+		return 0, heldBy{}, ErrExpired // that grant ended: the lease was given again
+	}
+	return id, heldBy{name: name, owner: owner, token: key[0].CreateRevision, ttl: r.TTL, granted: r.TTL}, nil
+}
+
+// keepAlive renews the lease once, for the holder that asks. It always
+// reads etcd: another server may have taken the release.
+func (l *locks) keepAlive(ctx context.Context, name, owner, lease string, token int64) (int64, error) {
+	id, _, err := l.check(ctx, name, owner, lease, token, false)
 	if err != nil {
 		return 0, err
 	}
@@ -264,17 +368,47 @@ func (l *locks) keepAlive(ctx context.Context, name, owner, lease string) (int64
 	return resp.TTL, nil
 }
 
-// release gives the lock back.
-func (l *locks) release(ctx context.Context, name, owner, lease string) error {
-	id, err := l.check(ctx, name, owner, lease)
+// release gives the lock back: one transaction deletes the lock key and
+// the owner record if the grant (its token) still holds, and the lease goes
+// to the pool for a later acquisition.
+func (l *locks) release(ctx context.Context, name, owner, lease string, token int64) error {
+	id, h, err := l.check(ctx, name, owner, lease, token, true)
 	if err != nil {
 		return err
 	}
-	if err := l.revoke(id); errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		return ErrExpired
+	deleted, err := l.deleteGrant(ctx, id, h)
+	if err == nil && !deleted {
+		// what this server knew of the lease may be out of date (another
+		// server took its release and granted it again): read etcd
+		if id, h, err = l.check(ctx, name, owner, lease, token, false); err != nil {
+			return err
+		}
+		deleted, err = l.deleteGrant(ctx, id, h)
 	}
+	if err != nil {
+		l.metrics.etcdErrors.Inc()
+		return fmt.Errorf("release: %w", err)
+	}
+	if !deleted {
+		return ErrExpired // the lease expired (its keys went with it)
+	}
+	l.keep(h.ttl, id, h.granted)
 	l.metrics.releases.Inc()
 	return nil
+}
+
+// deleteGrant deletes the lock key and the owner record of grant h, if its
+// lock key is still the one of h.token.
+func (l *locks) deleteGrant(ctx context.Context, id clientv3.LeaseID, h heldBy) (bool, error) {
+	l.mark(id, 1) // before the delete: watchExpiries may see it before the answer
+	key := l.mutexKey(h.name, id)
+	resp, err := l.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", h.token)).
+		Then(clientv3.OpDelete(key), clientv3.OpDelete(l.ownerKey(h.name, id))).Commit()
+	if err != nil || !resp.Succeeded {
+		l.mark(id, -1)
+		return false, err
+	}
+	return true, nil
 }
 
 // inspect tells who holds name and how many wait.
@@ -305,7 +439,9 @@ func (l *locks) inspect(ctx context.Context, name string) (Holder, error) {
 }
 
 // watchExpiries counts the owner keys that go without a release: leases
-// that expired because their holder stopped renewing.
+// that expired because their holder stopped renewing. It forgets the grants
+// this server made that ended elsewhere (expired, or released through
+// another server).
 func (l *locks) watchExpiries(ctx context.Context) {
 	for wr := range l.cli.Watch(clientv3.WithRequireLeader(ctx), l.cfg.Prefix+"owner/", clientv3.WithPrefix(), clientv3.WithFilterPut()) {
 		for _, ev := range wr.Events {
@@ -315,15 +451,27 @@ func (l *locks) watchExpiries(ctx context.Context) {
 				continue
 			}
 			l.mu.Lock()
-			released := l.released[id]
-			delete(l.released, id)
-			delete(l.held, id)
+			released := l.released[id] > 0
+			if released {
+				if l.released[id]--; l.released[id] == 0 {
+					delete(l.released, id)
+				}
+			} else {
+				delete(l.held, id)
+			}
 			l.mu.Unlock()
-			if !released {
+			// a lease released through another server lives on in its pool
+			if !released && !l.alive(ctx, id) {
 				l.metrics.expiries.Inc()
 			}
 		}
 	}
+}
+
+// alive tells whether etcd still has the lease (true when it cannot say).
+func (l *locks) alive(ctx context.Context, id clientv3.LeaseID) bool {
+	resp, err := l.cli.TimeToLive(ctx, id)
+	return err != nil || resp.TTL > 0
 }
 
 func leaseHex(id clientv3.LeaseID) string { return strconv.FormatInt(int64(id), 16) }

@@ -58,13 +58,18 @@ func New(cfg Config, log *logline.Logger) (*Server, error) {
 		s.cli = cli
 		log.Info("connected to etcd", "endpoints", fmt.Sprint(cfg.Endpoints))
 	}
-	s.locks = &locks{cli: s.cli, cfg: cfg, metrics: s.metrics, released: map[clientv3.LeaseID]bool{}, held: map[clientv3.LeaseID]heldBy{}}
+	s.locks = &locks{cli: s.cli, cfg: cfg, metrics: s.metrics, pool: newLeasePool(s.cli),
+		released: map[clientv3.LeaseID]int{}, held: map[clientv3.LeaseID]heldBy{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		s.locks.watchExpiries(ctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.locks.pool.run(ctx, cfg.DialTimeout)
 	}()
 	return s, nil
 }

@@ -99,9 +99,20 @@ func (c *Client) TryAcquire(ctx context.Context, name, owner string, ttl, wait t
 	return l, fmt.Errorf("acquire %s: status %d: %s", name, code, e.Error)
 }
 
+// handle names the grant in a renewal or a release. The token makes a late
+// call about an ended grant harmless: the server uses a released lease
+// again, possibly for the same owner.
+func (l Lease) handle() any {
+	return struct {
+		Owner string `json:"owner"`
+		Lease string `json:"lease"`
+		Token int64  `json:"token"`
+	}{l.Owner, l.Lease, l.Token}
+}
+
 // KeepAlive renews the lease once.
 func (c *Client) KeepAlive(ctx context.Context, l Lease) error {
-	code, e, err := c.post(ctx, "/v1/locks/"+l.Name+"/keepalive", map[string]string{"owner": l.Owner, "lease": l.Lease}, nil)
+	code, e, err := c.post(ctx, "/v1/locks/"+l.Name+"/keepalive", l.handle(), nil)
 	switch {
 	case err != nil:
 		return err
@@ -115,7 +126,7 @@ func (c *Client) KeepAlive(ctx context.Context, l Lease) error {
 
 // Release gives the lock back.
 func (c *Client) Release(ctx context.Context, l Lease) error {
-	code, e, err := c.post(ctx, "/v1/locks/"+l.Name+"/release", map[string]string{"owner": l.Owner, "lease": l.Lease}, nil)
+	code, e, err := c.post(ctx, "/v1/locks/"+l.Name+"/release", l.handle(), nil)
 	switch {
 	case err != nil:
 		return err

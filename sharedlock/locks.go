@@ -132,31 +132,38 @@ func (l *locks) try(ctx context.Context, name, owner string, ttl, wait time.Dura
 	// the owner record is written while the mutex is tried: both need only
 	// the lease, and the acquisition waits for both (one write's time)
 	rec, _ := json.Marshal(ownerRecord{Owner: owner, Since: time.Now().UTC(), TTL: lease.TTL})
-	recorded := make(chan error, 1)
+	recorded, renewed := make(chan error, 1), make(chan error, 1)
 	go func() {
-		if pooled {
-			// an idle lease's TTL restarts now: a holder's TTL counts
-			// from its acquisition
-			if _, err := l.cli.KeepAliveOnce(quick, lease.ID); err != nil {
-				recorded <- err
-				return
-			}
-		}
 		_, err := l.cli.Put(quick, l.ownerKey(name, lease.ID), string(rec), clientv3.WithLease(lease.ID))
 		recorded <- err
 	}()
+	if pooled {
+		// an idle lease's TTL restarts now, so that a holder's TTL counts
+		// from its acquisition (at the same time as the writes: sent
+		// after them, the writes would not share one sync of etcd's log)
+		go func() {
+			_, err := l.cli.KeepAliveOnce(quick, lease.ID)
+			renewed <- err
+		}()
+	} else {
+		renewed <- nil
+	}
 	sess, err := concurrency.NewSession(l.cli, concurrency.WithLease(lease.ID), concurrency.WithContext(noKeepAlive))
 	if err != nil {
 		<-recorded
+		<-renewed
 		l.metrics.etcdErrors.Inc()
 		return fail(fmt.Errorf("session: %w", err))
 	}
 	m := concurrency.NewMutex(sess, l.mutexPrefix(name))
 	// a free lock is taken in one transaction, whatever the wait
 	err = m.TryLock(quick)
-	perr := <-recorded
-	if pooled && (errors.Is(perr, rpctypes.ErrLeaseNotFound) || errors.Is(err, rpctypes.ErrLeaseNotFound)) {
+	perr, rerr := <-recorded, <-renewed
+	if pooled && (errors.Is(rerr, rpctypes.ErrLeaseNotFound) || errors.Is(perr, rpctypes.ErrLeaseNotFound) || errors.Is(err, rpctypes.ErrLeaseNotFound)) {
 		return Grant{}, Holder{}, errStaleLease
+	}
+	if perr == nil {
+		perr = rerr
 	}
 	if perr != nil {
 		l.metrics.etcdErrors.Inc()
@@ -441,30 +448,45 @@ func (l *locks) inspect(ctx context.Context, name string) (Holder, error) {
 // watchExpiries counts the owner keys that go without a release: leases
 // that expired because their holder stopped renewing. It forgets the grants
 // this server made that ended elsewhere (expired, or released through
-// another server).
-func (l *locks) watchExpiries(ctx context.Context) {
-	for wr := range l.cli.Watch(clientv3.WithRequireLeader(ctx), l.cfg.Prefix+"owner/", clientv3.WithPrefix(), clientv3.WithFilterPut()) {
-		for _, ev := range wr.Events {
-			k := string(ev.Kv.Key)
-			id, err := parseLease(k[strings.LastIndexByte(k, '/')+1:])
-			if err != nil {
-				continue
+// another server). It watches from revision rev on, and again from where it
+// was when a watch ends (etcd's leader lost, a compaction), until ctx ends.
+func (l *locks) watchExpiries(ctx context.Context, rev int64) {
+	for ctx.Err() == nil {
+		for wr := range l.cli.Watch(clientv3.WithRequireLeader(ctx), l.cfg.Prefix+"owner/", clientv3.WithPrefix(), clientv3.WithFilterPut(), clientv3.WithRev(rev)) {
+			if wr.CompactRevision > rev {
+				rev = wr.CompactRevision // what was compacted is lost
 			}
-			l.mu.Lock()
-			released := l.released[id] > 0
-			if released {
-				if l.released[id]--; l.released[id] == 0 {
-					delete(l.released, id)
-				}
-			} else {
-				delete(l.held, id)
-			}
-			l.mu.Unlock()
-			// a lease released through another server lives on in its pool
-			if !released && !l.alive(ctx, id) {
-				l.metrics.expiries.Inc()
+			for _, ev := range wr.Events {
+				rev = ev.Kv.ModRevision + 1
+				l.deleted(ctx, string(ev.Kv.Key))
 			}
 		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// deleted accounts for the delete of owner record k.
+func (l *locks) deleted(ctx context.Context, k string) {
+	id, err := parseLease(k[strings.LastIndexByte(k, '/')+1:])
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	released := l.released[id] > 0
+	if released {
+		if l.released[id]--; l.released[id] == 0 {
+			delete(l.released, id)
+		}
+	} else {
+		delete(l.held, id)
+	}
+	l.mu.Unlock()
+	// a lease released through another server lives on in its pool
+	if !released && !l.alive(ctx, id) {
+		l.metrics.expiries.Inc()
 	}
 }
 

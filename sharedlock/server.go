@@ -48,24 +48,31 @@ func New(cfg Config, log *logline.Logger) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("etcd %v: %w", cfg.Endpoints, err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
-		_, err = cli.Get(ctx, cfg.Prefix+"ping")
-		cancel()
-		if err != nil {
-			cli.Close()
-			return nil, fmt.Errorf("etcd %v: %w", cfg.Endpoints, err)
-		}
 		s.cli = cli
+	}
+	// the first read checks etcd, and the watch of expiries starts after
+	// its revision: no release made once New returns goes unseen
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
+	ping, err := s.cli.Get(ctx, cfg.Prefix+"ping")
+	cancel()
+	if err != nil {
+		s.closeEtcd()
+		if s.etcd != nil {
+			return nil, fmt.Errorf("embedded etcd: %w", err)
+		}
+		return nil, fmt.Errorf("etcd %v: %w", cfg.Endpoints, err)
+	}
+	if s.etcd == nil {
 		log.Info("connected to etcd", "endpoints", fmt.Sprint(cfg.Endpoints))
 	}
 	s.locks = &locks{cli: s.cli, cfg: cfg, metrics: s.metrics, pool: newLeasePool(s.cli),
 		released: map[clientv3.LeaseID]int{}, held: map[clientv3.LeaseID]heldBy{}}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel = context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		s.locks.watchExpiries(ctx)
+		s.locks.watchExpiries(ctx, ping.Header.Revision+1)
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -114,6 +121,10 @@ func (s *Server) Client() *clientv3.Client { return s.cli }
 func (s *Server) Close() {
 	s.cancel()
 	s.wg.Wait()
+	s.closeEtcd()
+}
+
+func (s *Server) closeEtcd() {
 	if s.etcd != nil {
 		s.etcd.Close()
 		<-s.etcd.Server.StopNotify()

@@ -348,6 +348,8 @@ func TestBadRequests(t *testing.T) {
 		{"/v1/locks/ok/acquire", `{"owner":"a","ttlSeconds":5}{}`, 400, "more than one"},
 		{"/v1/locks/ok/acquire", `not json`, 400, "body"},
 		{"/v1/locks/ok/keepalive", `{"owner":"a","lease":"zz"}`, 400, "lease"},
+		{"/v1/locks/ok/keepalive", `{"owner":"a","lease":"1234","token":-3}`, 400, "token"},
+		{"/v1/locks/ok/release", `{"owner":"a","lease":"1234","token":"3"}`, 400, "body"},
 		{"/v1/locks/ok/release", `{"owner":"a","lease":"1234"}`, 410, "expired"},
 	}
 	for _, c := range cases {

@@ -67,8 +67,9 @@ test-fuzz:
 test-integration:
 	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -count=1 -timeout 15m ./integration/...
 
-# the peers measured beside the wrapper come from Debian's packages
-bench: build
+# the peers measured beside the wrapper come from Debian's packages; the
+# shared lock is measured against the etcd of .ci/services too
+bench: build services
 	@command -v tini >/dev/null && command -v dumb-init >/dev/null && command -v supervisord >/dev/null && command -v wrk >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tini dumb-init supervisor wrk; }
 	$(GO) test -run XXX -bench . -benchmem ./internal/logline ./wrapper/relay ./wrapper/health

@@ -354,6 +354,8 @@ func TestBadValues(t *testing.T) {
 		{map[string]any{"wrapper": map[string]any{"gracefulShutdownDeadline": "1m"}}, "want whole seconds"},
 		{map[string]any{"workload": map[string]any{"kind": "StatefulSet"}}, "workload.kind: want Deployment or Job"},
 		{map[string]any{"workload": map[string]any{"kind": "Job", "jobRestartPolicy": "Always"}}, "workload.jobRestartPolicy"},
+		{map[string]any{"sharedLock": map[string]any{"enabled": true, "replicas": 2}}, "sharedLock.replicas: want 1 with the embedded etcd"},
+		{map[string]any{"sharedLock": map[string]any{"enabled": true, "etcdEndpoints": "http://etcd:2379", "replicas": 0}}, "sharedLock.replicas"},
 	} {
 		rv, err := chartutil.ToRenderValues(ch, c.vals, chartutil.ReleaseOptions{Name: "demo", Namespace: "shop"}, chartutil.DefaultCapabilities)
 		if err != nil {
@@ -361,6 +363,43 @@ func TestBadValues(t *testing.T) {
 		}
 		if _, err := engine.Render(ch, rv); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: error %v, want %q", c.vals, err, c.want)
+		}
+	}
+}
+
+// The shared-lock server runs one replica on its embedded etcd (with its
+// claim, recreated rather than rolled), and as many as asked on an etcd
+// cluster (no claim).
+func TestSharedLockReplicas(t *testing.T) {
+	for _, c := range []struct {
+		file     string
+		replicas int32
+		claim    bool
+	}{
+		{filepath.Join(chartDir, "ci", "external-etcd.yaml"), 2, false},
+		{filepath.Join(chartDir, "ci", "preemption-local.yaml"), 1, true},
+	} {
+		var lock *appsv1.Deployment
+		claims := 0
+		for _, d := range manifests(render(t, c.file)) {
+			obj, err := decodeStrict(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch o := obj.(type) {
+			case *appsv1.Deployment:
+				if strings.HasSuffix(o.Name, "-shared-lock") {
+					lock = o
+				}
+			case *corev1.PersistentVolumeClaim:
+				claims++
+			}
+		}
+		if lock == nil {
+			t.Fatalf("%s: no shared-lock Deployment", c.file)
+		}
+		if *lock.Spec.Replicas != c.replicas || (claims == 1) != c.claim || (lock.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType) != c.claim {
+			t.Errorf("%s: %d replicas, %d claims, strategy %q", c.file, *lock.Spec.Replicas, claims, lock.Spec.Strategy.Type)
 		}
 	}
 }

@@ -168,7 +168,12 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 
 // Listen binds addr now, so that a port in use is an error at start-up.
 func Listen(addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+	// plain TCP: kubelet and Prometheus speak nothing else, and Go's
+	// default (Multipath TCP where the kernel has it) costs a probe of the
+	// kernel at every start
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("-http-address: %w", err)
 	}

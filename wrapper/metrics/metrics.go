@@ -77,8 +77,25 @@ func New(st *state.Store) *Metrics {
 	m.tree = newTreeCollector(st)
 	m.reg.MustRegister(m.starts, m.restarts, m.exits, m.runDuration, m.probeDuration, m.probeFailures, m.hookDuration,
 		m.readiness, newStateCollector(st), m.tree,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		&lazy{make: func() prometheus.Collector { return collectors.NewGoCollector() }},
+		&lazy{make: func() prometheus.Collector { return collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}) }})
 	return m
+}
+
+// lazy is a collector made at its first collection: the Go collector reads
+// the runtime's descriptions of its metrics when made, which the wrapper's
+// start need not wait for. It describes nothing (an unchecked collector).
+type lazy struct {
+	once sync.Once
+	make func() prometheus.Collector
+	c    prometheus.Collector
+}
+
+func (l *lazy) Describe(chan<- *prometheus.Desc) {}
+
+func (l *lazy) Collect(ch chan<- prometheus.Metric) {
+	l.once.Do(func() { l.c = l.make() })
+	l.c.Collect(ch)
 }
 
 // Registry is where more collectors of the wrapper go (the event sender's

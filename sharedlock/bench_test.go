@@ -123,17 +123,32 @@ func benchLocks(b *testing.B, s *testServer, baselines []baseline) {
 	}
 	wg.Wait()
 	throughput := float64(len(contended)) / time.Since(began).Seconds()
-	lp99 := percentile(uncontended, 0.99)
+	// every figure also as a ratio of the transaction's (the first
+	// baseline's; "p99-vs-local-txn" against the in-process call too)
+	lp50, lp99 := percentile(uncontended, 0.5), percentile(uncontended, 0.99)
+	cp50, cp99 := percentile(contended, 0.5), percentile(contended, 0.99)
 	for j, base := range baselines {
-		tp99 := percentile(txns[j], 0.99)
-		b.ReportMetric(float64(percentile(txns[j], 0.5).Microseconds()), base.name+"-p50-µs")
+		tp50, tp99 := percentile(txns[j], 0.5), percentile(txns[j], 0.99)
+		b.ReportMetric(float64(tp50.Microseconds()), base.name+"-p50-µs")
 		b.ReportMetric(float64(tp99.Microseconds()), base.name+"-p99-µs")
 		b.ReportMetric(lp99.Seconds()/tp99.Seconds(), "p99-vs-"+base.name)
+		if j > 0 {
+			continue
+		}
+		var total time.Duration
+		for _, d := range txns[j] {
+			total += d
+		}
+		perSecond := float64(len(txns[j])) / total.Seconds() // one transaction after another
+		b.ReportMetric(lp50.Seconds()/tp50.Seconds(), "p50-vs-"+base.name)
+		b.ReportMetric(cp50.Seconds()/tp50.Seconds(), "10x-p50-vs-"+base.name)
+		b.ReportMetric(cp99.Seconds()/tp99.Seconds(), "10x-p99-vs-"+base.name)
+		b.ReportMetric(throughput/perSecond, "10x-locks/s-vs-"+base.name+"/s")
 	}
-	b.ReportMetric(float64(percentile(uncontended, 0.5).Microseconds()), "lock-p50-µs")
+	b.ReportMetric(float64(lp50.Microseconds()), "lock-p50-µs")
 	b.ReportMetric(float64(lp99.Microseconds()), "lock-p99-µs")
-	b.ReportMetric(float64(percentile(contended, 0.5).Microseconds()), "10x-p50-µs")
-	b.ReportMetric(float64(percentile(contended, 0.99).Microseconds()), "10x-p99-µs")
+	b.ReportMetric(float64(cp50.Microseconds()), "10x-p50-µs")
+	b.ReportMetric(float64(cp99.Microseconds()), "10x-p99-µs")
 	b.ReportMetric(throughput, "10x-locks/s")
 	for i := 0; i < b.N; i++ { // the figures above are the result; b.N is not used
 	}

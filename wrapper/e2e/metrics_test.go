@@ -220,6 +220,7 @@ func TestMetrics(t *testing.T) {
 	// OpenMetrics when the scraper asks for it
 	req, _ := http.NewRequest("GET", base+"/metrics", nil)
 	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+	req.Header.Set("Accept-Encoding", "gzip") // as Prometheus asks: the answer comes plain all the same
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -228,6 +229,9 @@ func TestMetrics(t *testing.T) {
 	resp.Body.Close()
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") || !bytes.HasSuffix(om, []byte("# EOF\n")) {
 		t.Errorf("OpenMetrics: content type %q, ends %q", ct, om[max(0, len(om)-20):])
+	}
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" {
+		t.Errorf("/metrics answered with Content-Encoding %q: it is never compressed (README)", ce)
 	}
 	w.signal(syscall.SIGTERM)
 	w.wait(15 * time.Second)

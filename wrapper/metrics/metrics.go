@@ -105,7 +105,7 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // Handler serves the registry, in the text format or OpenMetrics as the
 // scraper asks.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{EnableOpenMetrics: true})
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{EnableOpenMetrics: true, DisableCompression: true})
 }
 
 // ReadinessFailed counts one 503 of /readiness.

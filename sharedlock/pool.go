@@ -79,7 +79,8 @@ func (p *leasePool) give(ttl int64, id clientv3.LeaseID, granted int64) bool {
 }
 
 // run renews the idle leases and revokes those unused for idleFor, until
-// ctx ends; then it revokes every idle lease.
+// ctx ends; then it revokes every idle lease. timeout bounds each call to
+// etcd.
 func (p *leasePool) run(ctx context.Context, timeout time.Duration) {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
@@ -90,7 +91,7 @@ func (p *leasePool) run(ctx context.Context, timeout time.Duration) {
 			return
 		case now := <-t.C:
 			p.revoke(p.drain(func(l idleLease) bool { return now.Sub(l.since) >= p.idleFor }), timeout)
-			p.renew(ctx, now)
+			p.renew(ctx, now, timeout)
 		}
 	}
 }
@@ -121,7 +122,7 @@ func (p *leasePool) drain(out func(idleLease) bool) []clientv3.LeaseID {
 
 // renew renews the idle leases a third of their TTL after their last
 // renewal, and drops those etcd no longer has or does not answer for.
-func (p *leasePool) renew(ctx context.Context, now time.Time) {
+func (p *leasePool) renew(ctx context.Context, now time.Time, timeout time.Duration) {
 	var due []clientv3.LeaseID
 	p.mu.Lock()
 	for _, q := range p.idle {
@@ -134,12 +135,22 @@ func (p *leasePool) renew(ctx context.Context, now time.Time) {
 	}
 	p.mu.Unlock()
 	for _, id := range due {
-		if _, err := p.cli.KeepAliveOnce(ctx, id); err != nil && ctx.Err() == nil {
-			p.drain(func(l idleLease) bool { return l.id == id })
-			if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-				p.revoke([]clientv3.LeaseID{id}, time.Second)
-			}
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		_, err := p.cli.KeepAliveOnce(rctx, id)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			p.failed(id, err, timeout)
 		}
+	}
+}
+
+// failed drops an idle lease whose renewal failed with err, revoking it
+// unless etcd no longer has it. Only a lease still idle is dropped: one
+// taken meanwhile is its holder's, who restarts its TTL (or learns that it
+// is gone) by itself.
+func (p *leasePool) failed(id clientv3.LeaseID, err error, timeout time.Duration) {
+	if gone := p.drain(func(l idleLease) bool { return l.id == id }); len(gone) > 0 && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		p.revoke(gone, timeout)
 	}
 }
 

@@ -2,6 +2,7 @@ package sharedlock
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -198,5 +199,38 @@ func TestExpiredIdleLeaseIsReplaced(t *testing.T) {
 	}
 	if h := s.holder(t, "stale"); h.Owner != "b" || h.Token != b.Token {
 		t.Errorf("holder %+v", h)
+	}
+}
+
+// A renewal of an idle lease that fails (etcd slow or away) drops the lease
+// from the pool, unless an acquisition took it meanwhile: then it is the
+// holder's and stays alive.
+func TestFailedRenewalSparesATakenLease(t *testing.T) {
+	s := start(t, testConfig(t))
+	pool := newLeasePool(s.Client())
+	lease := func() clientv3.LeaseID {
+		g, err := s.Client().Grant(context.Background(), 60)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.ID
+	}
+	idle, taken := lease(), lease()
+	pool.give(60, idle, 60)
+	pool.give(60, taken, 60)
+	if id, _, ok := pool.take(60); !ok || id != taken {
+		t.Fatalf("took %x, want the last given %x", id, taken)
+	}
+	timeout := errors.New("context deadline exceeded")
+	pool.failed(taken, timeout, time.Second)
+	pool.failed(idle, timeout, time.Second)
+	if left := leaseTTL(t, s.Client(), leaseHex(taken)); left <= 0 {
+		t.Errorf("the lease an acquisition took was revoked after a failed renewal: TTL %d", left)
+	}
+	if left := leaseTTL(t, s.Client(), leaseHex(idle)); left != -1 {
+		t.Errorf("the idle lease whose renewal failed is still there: TTL %d", left)
+	}
+	if _, _, ok := pool.take(60); ok {
+		t.Error("the idle lease whose renewal failed is still in the pool")
 	}
 }

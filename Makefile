@@ -51,12 +51,13 @@ services:
 	.ci/services
 
 # the wrapper module under the race detector (its end-to-end tests then run a
-# race-built wrapper binary too)
+# race-built wrapper binary too), and the shared-lock server (its lease pool,
+# watch and handlers share state)
 test-race:
-	$(GO) test -race -count=1 -timeout 15m ./wrapper/...
+	$(GO) test -race -count=1 -timeout 15m ./wrapper/... ./sharedlock/...
 
 test-unit:
-	$(GO) test -count=1 -timeout 10m $(addsuffix /...,$(addprefix ./,$(filter-out wrapper,$(MODULES)) cmd))
+	$(GO) test -count=1 -timeout 10m $(addsuffix /...,$(addprefix ./,$(filter-out wrapper sharedlock,$(MODULES)) cmd))
 
 # each fuzz target briefly, from its seed corpus on
 test-fuzz:

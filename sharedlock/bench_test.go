@@ -57,6 +57,16 @@ func BenchmarkAcquireRelease(b *testing.B) {
 	})
 }
 
+// rate is how many of the operations measured by d run in a second, one
+// after another.
+func rate(d []time.Duration) float64 {
+	var total time.Duration
+	for _, x := range d {
+		total += x
+	}
+	return float64(len(d)) / total.Seconds()
+}
+
 type baseline struct {
 	name string
 	cli  *clientv3.Client
@@ -135,16 +145,14 @@ func benchLocks(b *testing.B, s *testServer, baselines []baseline) {
 		if j > 0 {
 			continue
 		}
-		var total time.Duration
-		for _, d := range txns[j] {
-			total += d
-		}
-		perSecond := float64(len(txns[j])) / total.Seconds() // one transaction after another
+		perSecond := rate(txns[j]) // one transaction after another
+		b.ReportMetric(rate(uncontended)/perSecond, "locks/s-vs-"+base.name+"/s")
 		b.ReportMetric(lp50.Seconds()/tp50.Seconds(), "p50-vs-"+base.name)
 		b.ReportMetric(cp50.Seconds()/tp50.Seconds(), "10x-p50-vs-"+base.name)
 		b.ReportMetric(cp99.Seconds()/tp99.Seconds(), "10x-p99-vs-"+base.name)
 		b.ReportMetric(throughput/perSecond, "10x-locks/s-vs-"+base.name+"/s")
 	}
+	b.ReportMetric(rate(uncontended), "locks/s")
 	b.ReportMetric(float64(lp50.Microseconds()), "lock-p50-µs")
 	b.ReportMetric(float64(lp99.Microseconds()), "lock-p99-µs")
 	b.ReportMetric(float64(cp50.Microseconds()), "10x-p50-µs")

@@ -3,12 +3,15 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -103,6 +106,58 @@ func TestLockLostStopsTheProcess(t *testing.T) {
 	w.waitLine(10*time.Second, "msg", "process exited", "process", "holder")
 	if took := time.Since(killed); took > 4*time.Second {
 		t.Errorf("the process ran %v after the server went away: longer than the 4s TTL", took)
+	}
+	w.wait(10 * time.Second)
+}
+
+// A renewal answered late counts from when it was sent: the server may have
+// renewed the lease as it arrived, so the lease can end a TTL after the
+// sending, and the process must be dead by then. A stand-in server answers
+// the second renewal 1.8 s late, then fails every renewal.
+func TestSlowRenewalCountsFromItsSending(t *testing.T) {
+	const ttl = 6 * time.Second
+	var mu sync.Mutex
+	renewals := 0
+	var lastSent time.Time // when the last renewal that succeeded reached the server
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/acquire"):
+			fmt.Fprintf(w, `{"name":"slow","owner":"o","lease":"1","token":7,"ttlSeconds":%d}`, int(ttl.Seconds()))
+		case strings.HasSuffix(r.URL.Path, "/keepalive"):
+			mu.Lock()
+			renewals++
+			n := renewals
+			if n <= 2 {
+				lastSent = time.Now()
+			}
+			mu.Unlock()
+			switch n {
+			case 1:
+				fmt.Fprintf(w, `{"ttlSeconds":%d}`, int(ttl.Seconds()))
+			case 2:
+				time.Sleep(1800 * time.Millisecond) // the slow answer under test
+				fmt.Fprintf(w, `{"ttlSeconds":%d}`, int(ttl.Seconds()))
+			default:
+				http.Error(w, `{"error":"etcd: no leader"}`, http.StatusServiceUnavailable)
+			}
+		default:
+			fmt.Fprint(w, `{}`)
+		}
+	}))
+	defer srv.Close()
+	w := start(t, config(t, `
+- name: holder
+  entrypoint: CHILD
+  args: [ignore-term]
+  restartPolicy: Never
+  sharedLock: {name: slow, ttlSeconds: 6}`), opts{args: []string{"-shared-lock-url", srv.URL}})
+	w.waitLine(10*time.Second, "msg", "shared lock lost: stopping process", "process", "holder")
+	w.waitLine(10*time.Second, "msg", "process exited", "process", "holder")
+	mu.Lock()
+	sent := lastSent
+	mu.Unlock()
+	if ended := time.Since(sent); ended > ttl {
+		t.Errorf("the process ended %v after its last renewal was sent: after the lease's TTL (%v)", ended.Round(time.Millisecond), ttl)
 	}
 	w.wait(10 * time.Second)
 }

@@ -90,8 +90,8 @@ type keeper struct {
 
 // keep renews lease every TTL/3. When renewals have failed for half the TTL
 // the lock is reported lost with the time by which the process must be
-// dead (the last renewal plus the TTL, less a second); when the server says
-// the lease is gone, at once.
+// dead (the sending of the last renewal that succeeded plus the TTL, less a
+// second); when the server says the lease is gone, at once.
 func (r *runner) keep(lease lockclient.Lease, ttl time.Duration, untilReady bool) *keeper {
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &keeper{cancel: cancel, done: make(chan struct{}), lost: make(chan lostLock, 1)}
@@ -122,6 +122,10 @@ func (r *runner) keep(lease lockclient.Lease, ttl time.Duration, untilReady bool
 				continue
 			case <-tick.C:
 			}
+			// a renewal counts from when it was sent: the server renews
+			// the lease at some time between that and the answer, and a
+			// slow answer must not push the deadline past the lease's end
+			sent := time.Now()
 			rctx, rcancel := context.WithTimeout(ctx, ttl/3)
 			err := r.sup.opt.Locks.KeepAlive(rctx, lease)
 			rcancel()
@@ -129,7 +133,7 @@ func (r *runner) keep(lease lockclient.Lease, ttl time.Duration, untilReady bool
 				return
 			}
 			if err == nil {
-				lastOK = time.Now()
+				lastOK = sent
 				continue
 			}
 			r.log().Warn("shared lock renewal failed", "process", r.p.Name, "lock", lease.Name, "err", err)

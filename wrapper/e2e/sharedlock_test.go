@@ -162,6 +162,57 @@ func TestSlowRenewalCountsFromItsSending(t *testing.T) {
 	w.wait(10 * time.Second)
 }
 
+// A grant answered late: the server started the lease's TTL when the
+// acquire arrived, so the wrapper counts it from a renewal sent after the
+// grant, not from the grant's answer. The stand-in server answers the
+// acquire 2 s late and accepts renewals for one second after that only.
+func TestSlowGrantCountsFromARenewal(t *testing.T) {
+	const ttl = 6 * time.Second
+	var mu sync.Mutex
+	var lastStart, granted time.Time // the lease's TTL last started; the grant was answered
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		now := time.Now()
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/acquire"):
+			mu.Lock()
+			lastStart = now
+			mu.Unlock()
+			time.Sleep(2 * time.Second) // the slow answer under test
+			fmt.Fprintf(w, `{"name":"slow","owner":"o","lease":"1","token":7,"ttlSeconds":%d}`, int(ttl.Seconds()))
+			mu.Lock()
+			granted = time.Now()
+			mu.Unlock()
+		case strings.HasSuffix(r.URL.Path, "/keepalive"):
+			mu.Lock()
+			defer mu.Unlock()
+			if now.Sub(granted) > time.Second {
+				http.Error(w, `{"error":"etcd: no leader"}`, http.StatusServiceUnavailable)
+				return
+			}
+			lastStart = now
+			fmt.Fprintf(w, `{"ttlSeconds":%d}`, int(ttl.Seconds()))
+		default:
+			fmt.Fprint(w, `{}`)
+		}
+	}))
+	defer srv.Close()
+	w := start(t, config(t, `
+- name: holder
+  entrypoint: CHILD
+  args: [ignore-term]
+  restartPolicy: Never
+  sharedLock: {name: slow, ttlSeconds: 6}`), opts{args: []string{"-shared-lock-url", srv.URL}})
+	w.waitLine(15*time.Second, "msg", "shared lock lost: stopping process", "process", "holder")
+	w.waitLine(10*time.Second, "msg", "process exited", "process", "holder")
+	mu.Lock()
+	began := lastStart
+	mu.Unlock()
+	if ended := time.Since(began); ended > ttl {
+		t.Errorf("the process ended %v after the lease's TTL last started: after the TTL (%v)", ended.Round(time.Millisecond), ttl)
+	}
+	w.wait(10 * time.Second)
+}
+
 // /readiness names the lock a process waits for.
 func TestWaitingForTheLockShowsInReadiness(t *testing.T) {
 	_, url := lockServer(t)

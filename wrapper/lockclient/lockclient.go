@@ -20,6 +20,9 @@ type Lease struct {
 	Lease      string `json:"lease"`
 	Token      int64  `json:"token"`
 	TTLSeconds int64  `json:"ttlSeconds"`
+	// Renewed is when the last renewal that succeeded was sent: the lease
+	// lasts at least its TTL from then (set by the caller).
+	Renewed time.Time `json:"-"`
 }
 
 // ErrLost means the server no longer knows the lease: the lock is lost and

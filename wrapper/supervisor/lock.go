@@ -41,8 +41,19 @@ func (r *runner) acquireLock() (lockclient.Lease, bool) {
 		lease, err := s.opt.Locks.TryAcquire(ctx, l.Name, r.lockOwner(), l.TTL, wait)
 		wait = lockWait
 		if err == nil {
-			r.log().Info("shared lock acquired", "process", r.p.Name, "lock", l.Name, "token", lease.Token, "hold_until", string(l.HoldUntil))
-			return lease, true
+			// The server started the lease's TTL before its writes and its
+			// answer, however long those took: a renewal sent now is a
+			// start the wrapper knows to have come no earlier.
+			sent := time.Now()
+			if err = s.opt.Locks.KeepAlive(ctx, lease); err == nil {
+				lease.Renewed = sent
+				r.log().Info("shared lock acquired", "process", r.p.Name, "lock", l.Name, "token", lease.Token, "hold_until", string(l.HoldUntil))
+				return lease, true
+			}
+			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = s.opt.Locks.Release(rctx, lease) // or it expires with its TTL
+			rcancel()
+			err = fmt.Errorf("the lock was granted but its first renewal failed: %w", err)
 		}
 		if ctx.Err() != nil {
 			return lockclient.Lease{}, false
@@ -52,7 +63,7 @@ func (r *runner) acquireLock() (lockclient.Lease, bool) {
 		if errors.As(err, &held) {
 			why = fmt.Sprintf("waiting for shared lock %s (held by %s)", l.Name, held.Holder)
 		} else {
-			why = fmt.Sprintf("waiting for shared lock %s: server unreachable: %v", l.Name, err)
+			why = fmt.Sprintf("waiting for shared lock %s: %v", l.Name, err)
 		}
 		if why != lastWhy {
 			r.log().Info("waiting for shared lock", "process", r.p.Name, "lock", l.Name, "reason", why)
@@ -97,7 +108,7 @@ func (r *runner) keep(lease lockclient.Lease, ttl time.Duration, untilReady bool
 	k := &keeper{cancel: cancel, done: make(chan struct{}), lost: make(chan lostLock, 1)}
 	go func() {
 		defer close(k.done)
-		lastOK := time.Now()
+		lastOK := lease.Renewed
 		tick := time.NewTicker(ttl / 3)
 		defer tick.Stop()
 		for {

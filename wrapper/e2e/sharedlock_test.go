@@ -110,66 +110,18 @@ func TestLockLostStopsTheProcess(t *testing.T) {
 	w.wait(10 * time.Second)
 }
 
-// A renewal answered late counts from when it was sent: the server may have
-// renewed the lease as it arrived, so the lease can end a TTL after the
-// sending, and the process must be dead by then. A stand-in server answers
-// the second renewal 1.8 s late, then fails every renewal.
-func TestSlowRenewalCountsFromItsSending(t *testing.T) {
+// standInLock runs a process that ignores SIGTERM under a lock granted by a
+// shared-lock server the test plays: it answers the acquire after
+// grantDelay, and each renewal as renew says (its number from 1, when it
+// arrived, when the grant was answered). The lease's TTL starts when a
+// request that starts it arrives, as a real server's could. Once renewals
+// fail the wrapper must stop the process: it must be dead within the TTL of
+// the last start, or a second holder could run beside it.
+func standInLock(t *testing.T, grantDelay time.Duration, renew func(n int, now, granted time.Time) (ok bool, delay time.Duration)) {
 	const ttl = 6 * time.Second
 	var mu sync.Mutex
+	var lastStart, granted time.Time
 	renewals := 0
-	var lastSent time.Time // when the last renewal that succeeded reached the server
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case strings.HasSuffix(r.URL.Path, "/acquire"):
-			fmt.Fprintf(w, `{"name":"slow","owner":"o","lease":"1","token":7,"ttlSeconds":%d}`, int(ttl.Seconds()))
-		case strings.HasSuffix(r.URL.Path, "/keepalive"):
-			mu.Lock()
-			renewals++
-			n := renewals
-			if n <= 2 {
-				lastSent = time.Now()
-			}
-			mu.Unlock()
-			switch n {
-			case 1:
-				fmt.Fprintf(w, `{"ttlSeconds":%d}`, int(ttl.Seconds()))
-			case 2:
-				time.Sleep(1800 * time.Millisecond) // the slow answer under test
-				fmt.Fprintf(w, `{"ttlSeconds":%d}`, int(ttl.Seconds()))
-			default:
-				http.Error(w, `{"error":"etcd: no leader"}`, http.StatusServiceUnavailable)
-			}
-		default:
-			fmt.Fprint(w, `{}`)
-		}
-	}))
-	defer srv.Close()
-	w := start(t, config(t, `
-- name: holder
-  entrypoint: CHILD
-  args: [ignore-term]
-  restartPolicy: Never
-  sharedLock: {name: slow, ttlSeconds: 6}`), opts{args: []string{"-shared-lock-url", srv.URL}})
-	w.waitLine(10*time.Second, "msg", "shared lock lost: stopping process", "process", "holder")
-	w.waitLine(10*time.Second, "msg", "process exited", "process", "holder")
-	mu.Lock()
-	sent := lastSent
-	mu.Unlock()
-	if ended := time.Since(sent); ended > ttl {
-		t.Errorf("the process ended %v after its last renewal was sent: after the lease's TTL (%v)", ended.Round(time.Millisecond), ttl)
-	}
-	w.wait(10 * time.Second)
-}
-
-// A grant answered late: the server started the lease's TTL when the
-// acquire arrived, so the wrapper counts it from a renewal sent after the
-// grant, not from the grant's answer. The stand-in server answers the
-// acquire 2 s late and accepts renewals for one second after that only.
-func TestSlowGrantCountsFromARenewal(t *testing.T) {
-	const ttl = 6 * time.Second
-	var mu sync.Mutex
-	var lastStart, granted time.Time // the lease's TTL last started; the grant was answered
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		now := time.Now()
 		switch {
@@ -177,19 +129,24 @@ func TestSlowGrantCountsFromARenewal(t *testing.T) {
 			mu.Lock()
 			lastStart = now
 			mu.Unlock()
-			time.Sleep(2 * time.Second) // the slow answer under test
+			time.Sleep(grantDelay) // an answer that is late on purpose
 			fmt.Fprintf(w, `{"name":"slow","owner":"o","lease":"1","token":7,"ttlSeconds":%d}`, int(ttl.Seconds()))
 			mu.Lock()
 			granted = time.Now()
 			mu.Unlock()
 		case strings.HasSuffix(r.URL.Path, "/keepalive"):
 			mu.Lock()
-			defer mu.Unlock()
-			if now.Sub(granted) > time.Second {
+			renewals++
+			ok, delay := renew(renewals, now, granted)
+			if ok {
+				lastStart = now
+			}
+			mu.Unlock()
+			if !ok {
 				http.Error(w, `{"error":"etcd: no leader"}`, http.StatusServiceUnavailable)
 				return
 			}
-			lastStart = now
+			time.Sleep(delay) // an answer that is late on purpose
 			fmt.Fprintf(w, `{"ttlSeconds":%d}`, int(ttl.Seconds()))
 		default:
 			fmt.Fprint(w, `{}`)
@@ -211,6 +168,30 @@ func TestSlowGrantCountsFromARenewal(t *testing.T) {
 		t.Errorf("the process ended %v after the lease's TTL last started: after the TTL (%v)", ended.Round(time.Millisecond), ttl)
 	}
 	w.wait(10 * time.Second)
+}
+
+// A renewal answered late counts from when it was sent: the server may have
+// renewed the lease as it arrived. The second renewal is answered 1.8 s
+// late, then every renewal fails.
+func TestSlowRenewalCountsFromItsSending(t *testing.T) {
+	standInLock(t, 0, func(n int, _, _ time.Time) (bool, time.Duration) {
+		switch n {
+		case 1:
+			return true, 0
+		case 2:
+			return true, 1800 * time.Millisecond
+		}
+		return false, 0
+	})
+}
+
+// A grant answered late: the server started the lease's TTL before it
+// answered, so the wrapper counts it from a renewal sent after the grant.
+// The grant is answered 2 s late; renewals succeed for a second after it.
+func TestSlowGrantCountsFromARenewal(t *testing.T) {
+	standInLock(t, 2*time.Second, func(_ int, now, granted time.Time) (bool, time.Duration) {
+		return now.Sub(granted) <= time.Second, 0
+	})
 }
 
 // /readiness names the lock a process waits for.

@@ -43,7 +43,7 @@ var (
 	ErrHeld      = errors.New("the lock is held by another owner")
 	ErrWaited    = errors.New("the lock was not free before the wait ended")
 	ErrNotHolder = errors.New("this owner does not hold this lease on this lock")
-	ErrExpired   = errors.New("the lease has expired: the lock is lost")
+	ErrExpired   = errors.New("this grant has ended (its lease expired, or it was released): the lock is lost")
 	ErrGone      = errors.New("the client went away")
 )
 

@@ -24,7 +24,7 @@ func TestRenewalsAndReleasesNameTheGrant(t *testing.T) {
 		body["path"] = r.URL.Path
 		got = append(got, body)
 		w.WriteHeader(status)
-		w.Write([]byte(`{"error":"the lease has expired"}`))
+		w.Write([]byte(`{"error":"this grant has ended (its lease expired, or it was released): the lock is lost"}`))
 	}))
 	defer srv.Close()
 	c := New(srv.URL)

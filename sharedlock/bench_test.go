@@ -3,8 +3,6 @@ package sharedlock
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -38,14 +36,9 @@ func BenchmarkAcquireRelease(b *testing.B) {
 		benchLocks(b, s, []baseline{{"txn", etcdClient(b, cfg.EmbeddedClientURL)}, {"local-txn", s.Client()}})
 	})
 	b.Run("external", func(b *testing.B) {
-		endpoints := os.Getenv("PW_TEST_ETCD_ENDPOINTS")
-		if endpoints == "" {
-			endpoints = "127.0.0.1:52379"
-		}
-		if c, err := net.DialTimeout("tcp", strings.Split(endpoints, ",")[0], time.Second); err != nil {
-			b.Skipf("no etcd on %s (.ci/services starts one): %v", endpoints, err)
-		} else {
-			c.Close()
+		endpoints, err := externalEtcd()
+		if err != nil {
+			b.Skipf("%v (.ci/services starts one)", err)
 		}
 		cfg := DefaultConfig()
 		cfg.Endpoints = strings.Split(endpoints, ",")

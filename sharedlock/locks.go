@@ -158,16 +158,13 @@ func (l *locks) try(ctx context.Context, name, owner string, ttl, wait time.Dura
 	m := concurrency.NewMutex(sess, l.mutexPrefix(name))
 	// a free lock is taken in one transaction, whatever the wait
 	err = m.TryLock(quick)
-	perr, rerr := <-recorded, <-renewed
-	if pooled && (errors.Is(rerr, rpctypes.ErrLeaseNotFound) || errors.Is(perr, rpctypes.ErrLeaseNotFound) || errors.Is(err, rpctypes.ErrLeaseNotFound)) {
+	werr := errors.Join(<-recorded, <-renewed)
+	if pooled && (errors.Is(werr, rpctypes.ErrLeaseNotFound) || errors.Is(err, rpctypes.ErrLeaseNotFound)) {
 		return Grant{}, Holder{}, errStaleLease
 	}
-	if perr == nil {
-		perr = rerr
-	}
-	if perr != nil {
+	if werr != nil {
 		l.metrics.etcdErrors.Inc()
-		return fail(fmt.Errorf("record owner: %w", perr))
+		return fail(fmt.Errorf("record the owner, restart the TTL: %w", werr))
 	}
 	waited := false
 	if errors.Is(err, concurrency.ErrLocked) && wait > 0 {
@@ -245,18 +242,12 @@ func (l *locks) try(ctx context.Context, name, owner string, ttl, wait time.Dura
 // lock key and its owner record) and keeps the lease for a later
 // acquisition; when etcd does not answer, it revokes the lease.
 func (l *locks) giveBack(name string, id clientv3.LeaseID, ttl, granted int64) {
-	l.mark(id, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.DialTimeout)
 	defer cancel()
-	resp, err := l.cli.Txn(ctx).Then(clientv3.OpDelete(l.mutexKey(name, id)), clientv3.OpDelete(l.ownerKey(name, id))).Commit()
-	if err != nil {
-		l.mark(id, -1)
+	if _, err := l.deleteKeys(ctx, name, id, 0); err != nil {
 		l.metrics.etcdErrors.Inc()
 		l.revoke(id)
 		return
-	}
-	if resp.Responses[1].GetResponseDeleteRange().Deleted == 0 {
-		l.mark(id, -1) // no owner record to see deleted
 	}
 	l.keep(ttl, id, granted)
 }
@@ -383,14 +374,14 @@ func (l *locks) release(ctx context.Context, name, owner, lease string, token in
 	if err != nil {
 		return err
 	}
-	deleted, err := l.deleteGrant(ctx, id, h)
+	deleted, err := l.deleteKeys(ctx, name, id, h.token)
 	if err == nil && !deleted {
 		// what this server knew of the lease may be out of date (another
 		// server took its release and granted it again): read etcd
 		if id, h, err = l.check(ctx, name, owner, lease, token, false); err != nil {
 			return err
 		}
-		deleted, err = l.deleteGrant(ctx, id, h)
+		deleted, err = l.deleteKeys(ctx, name, id, h.token)
 	}
 	if err != nil {
 		l.metrics.etcdErrors.Inc()
@@ -404,16 +395,23 @@ func (l *locks) release(ctx context.Context, name, owner, lease string, token in
 	return nil
 }
 
-// deleteGrant deletes the lock key and the owner record of grant h, if its
-// lock key is still the one of h.token.
-func (l *locks) deleteGrant(ctx context.Context, id clientv3.LeaseID, h heldBy) (bool, error) {
+// deleteKeys deletes the lock key and the owner record of lease id on lock
+// name, in one transaction, if token is 0 or the lock key's create revision
+// (the grant's token); it reports whether it did.
+func (l *locks) deleteKeys(ctx context.Context, name string, id clientv3.LeaseID, token int64) (bool, error) {
 	l.mark(id, 1) // before the delete: watchExpiries may see it before the answer
-	key := l.mutexKey(h.name, id)
-	resp, err := l.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", h.token)).
-		Then(clientv3.OpDelete(key), clientv3.OpDelete(l.ownerKey(h.name, id))).Commit()
+	key := l.mutexKey(name, id)
+	txn := l.cli.Txn(ctx)
+	if token != 0 {
+		txn = txn.If(clientv3.Compare(clientv3.CreateRevision(key), "=", token))
+	}
+	resp, err := txn.Then(clientv3.OpDelete(key), clientv3.OpDelete(l.ownerKey(name, id))).Commit()
 	if err != nil || !resp.Succeeded {
 		l.mark(id, -1)
 		return false, err
+	}
+	if resp.Responses[1].GetResponseDeleteRange().Deleted == 0 {
+		l.mark(id, -1) // no owner record went: nothing for watchExpiries to see
 	}
 	return true, nil
 }

@@ -371,17 +371,28 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
-// The same server against a real external etcd (Debian's etcd-server on
-// loopback, started by .ci/services), chosen with SHARED_LEASE_ETCD_ENDPOINTS.
-func TestExternalEtcd(t *testing.T) {
+// externalEtcd returns the endpoints of the external etcd of the tests
+// (PW_TEST_ETCD_ENDPOINTS, or the one .ci/services starts), or why it is
+// not there.
+func externalEtcd() (string, error) {
 	endpoints := os.Getenv("PW_TEST_ETCD_ENDPOINTS")
 	if endpoints == "" {
 		endpoints = "127.0.0.1:52379"
 	}
-	if c, err := net.DialTimeout("tcp", strings.Split(endpoints, ",")[0], 2*time.Second); err != nil {
-		t.Fatalf("no etcd on %s: start it with .ci/services (make test does): %v", endpoints, err)
-	} else {
-		c.Close()
+	c, err := net.DialTimeout("tcp", strings.Split(endpoints, ",")[0], 2*time.Second)
+	if err != nil {
+		return "", fmt.Errorf("no etcd on %s: %w", endpoints, err)
+	}
+	c.Close()
+	return endpoints, nil
+}
+
+// The same server against a real external etcd (Debian's etcd-server on
+// loopback, started by .ci/services), chosen with SHARED_LEASE_ETCD_ENDPOINTS.
+func TestExternalEtcd(t *testing.T) {
+	endpoints, err := externalEtcd()
+	if err != nil {
+		t.Fatalf("%v: start it with .ci/services (make test does)", err)
 	}
 	t.Setenv("SHARED_LEASE_ETCD_ENDPOINTS", endpoints)
 	cfg := DefaultConfig()

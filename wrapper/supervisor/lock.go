@@ -50,9 +50,7 @@ func (r *runner) acquireLock() (lockclient.Lease, bool) {
 				r.log().Info("shared lock acquired", "process", r.p.Name, "lock", l.Name, "token", lease.Token, "hold_until", string(l.HoldUntil))
 				return lease, true
 			}
-			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = s.opt.Locks.Release(rctx, lease) // or it expires with its TTL
-			rcancel()
+			r.releaseLock(lease) // or it expires with its TTL
 			err = fmt.Errorf("the lock was granted but its first renewal failed: %w", err)
 		}
 		if ctx.Err() != nil {

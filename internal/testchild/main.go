@@ -59,8 +59,12 @@ func main() {
 		os.Stdout.WriteString(s)
 	case "orphans": // orphans COUNT EXITCODE [DONEFILE]: start COUNT children, create DONEFILE, exit without waiting
 		orphans(atoi(arg(args, 0, "10")), atoi(arg(args, 1, "0")), arg(args, 2, ""))
-	case "background": // background EXITCODE: leave a grandchild holding stdout, exit
-		background(atoi(arg(args, 0, "0")))
+	case "background": // background EXITCODE [MODE ARGS...]: leave a grandchild (testchild MODE ARGS, default sleep 60s) holding stdout, exit
+		mode := []string{"sleep", "60s"}
+		if len(args) > 1 {
+			mode = args[1:]
+		}
+		background(atoi(arg(args, 0, "0")), mode)
 	case "env": // env: print the environment, sorted
 		env := os.Environ()
 		sort.Strings(env)
@@ -171,11 +175,20 @@ func pgid() int {
 }
 
 func trap(code int) {
-	ch := make(chan os.Signal, 16)
-	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	ch := make(chan os.Signal, 64)
+	// every signal a process can take, but those Go's runtime keeps
+	// (SIGPROF, SIGURG) and SIGCHLD
+	for n := syscall.Signal(1); n <= 31; n++ {
+		switch n {
+		case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGCHLD, syscall.SIGPROF, syscall.SIGURG:
+			continue
+		}
+		signal.Notify(ch, n)
+	}
 	fmt.Println("trapping signals")
+	readyNow()
 	for s := range ch {
-		fmt.Println("got", strings.ToUpper(unix(s)))
+		fmt.Println("got", signalName(s.(syscall.Signal)))
 		if s == syscall.SIGTERM || s == syscall.SIGINT || s == syscall.SIGQUIT {
 			fmt.Println("draining")
 			os.Exit(code)
@@ -183,22 +196,16 @@ func trap(code int) {
 	}
 }
 
-func unix(s os.Signal) string {
-	switch s {
-	case syscall.SIGTERM:
-		return "sigterm"
-	case syscall.SIGINT:
-		return "sigint"
-	case syscall.SIGQUIT:
-		return "sigquit"
-	case syscall.SIGHUP:
-		return "sighup"
-	case syscall.SIGUSR1:
-		return "sigusr1"
-	case syscall.SIGUSR2:
-		return "sigusr2"
+// signalNames are the names kill -l gives, with the SIG prefix.
+var signalNames = [...]string{1: "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV",
+	"USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ",
+	"VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS"}
+
+func signalName(s syscall.Signal) string {
+	if int(s) < len(signalNames) && signalNames[s] != "" {
+		return "SIG" + signalNames[s]
 	}
-	return s.String()
+	return fmt.Sprintf("SIG%d", int(s))
 }
 
 func lines(count, size int, f *os.File) {
@@ -253,19 +260,39 @@ func orphans(count, code int, doneFile string) {
 	os.Exit(code)
 }
 
-func background(code int) {
+func background(code int, mode []string) {
 	self, err := os.Executable()
 	if err != nil {
 		fatal("%v", err)
 	}
-	c := exec.Command(self, "sleep", "60s")
+	c := exec.Command(self, mode...)
+	// a grandchild that traps signals says when it does (readyNow), so that
+	// its parent's exit, which may stop it at once, comes after
+	ready := fmt.Sprintf("%s/testchild-ready-%d", os.TempDir(), os.Getpid())
+	c.Env = append(os.Environ(), "TESTCHILD_READY="+ready)
+	defer os.Remove(ready)
 	c.Stdout = os.Stdout // the grandchild holds the pipe open after we exit
 	c.Stderr = os.Stderr
 	if err := c.Start(); err != nil {
 		fatal("start grandchild: %v", err)
 	}
 	fmt.Printf("grandchild pid=%d holds stdout\n", c.Process.Pid)
+	if mode[0] == "trap" {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if _, err := os.Stat(ready); err == nil {
+				break
+			}
+		}
+	}
+	os.Remove(ready)
 	os.Exit(code)
+}
+
+// readyNow creates the file TESTCHILD_READY names, if any.
+func readyNow() {
+	if f := os.Getenv("TESTCHILD_READY"); f != "" {
+		os.WriteFile(f, nil, 0o644)
+	}
 }
 
 func sigstate() {

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -37,6 +36,7 @@ import (
 	"github.com/process-wrapper/process-wrapper/wrapper/profile"
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
 	"github.com/process-wrapper/process-wrapper/wrapper/relay"
+	"github.com/process-wrapper/process-wrapper/wrapper/signals"
 	"github.com/process-wrapper/process-wrapper/wrapper/state"
 	"github.com/process-wrapper/process-wrapper/wrapper/supervisor"
 )
@@ -66,6 +66,11 @@ func Main(args []string, stdout io.Writer) int {
 	log.SetDebug(opts.Debug)
 	if err := ensureEmptySigmask(); err != nil {
 		log.Warn("children may inherit a blocked signal mask", "err", err)
+	}
+	if opts.Install != "" || opts.Wait {
+		// a one-shot command, not a supervisor: signals act as on any
+		// program (Ctrl-C ends a -wait)
+		signals.Release()
 	}
 	if opts.Install != "" {
 		if err := install.Binaries(opts.Install, log); err != nil {
@@ -149,16 +154,12 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	// Go installs its own handler for every signal it is notified of, and a
-	// child starts with the default disposition of each signal that has a
-	// Go handler. SIGPIPE is taken so that a closed stdout is an error on
-	// write instead of the wrapper's death.
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
-	pipes := make(chan os.Signal, 1)
-	signal.Notify(pipes, syscall.SIGPIPE, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGTSTP)
-	// No signal.Stop at the end: it waits for the signal machinery to go
-	// idle (milliseconds), and the wrapper exits right after run returns.
+	// Every signal the wrapper acts on has been taken since package signals'
+	// initialiser (a child starts with the default disposition of each of
+	// them, as Go resets handled signals at exec). No signal.Stop at the
+	// end: it waits for the signal machinery to go idle (milliseconds), and
+	// the wrapper exits right after run returns.
+	sigs := signals.Incoming()
 
 	names := make([]string, len(procs))
 	for i, p := range procs {
@@ -292,7 +293,7 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 	mux := hs.Handler()
 	mux.Handle("GET /metrics", met.Handler())
 	merger := &prommerge.Merger{Label: "process", Timeout: 10 * time.Second}
-	mux.Handle("GET /prommerge", merger.Handler(met.Registry(), mergeTargets(procs)))
+	mux.Handle("GET /prommerge", merger.Handler(met.Gatherer(), mergeTargets(procs)))
 	bg.Add(3)
 	go func() {
 		defer bg.Done()
@@ -316,6 +317,17 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 		pageOutStartup(ctx, st, log)
 	}()
 	log.Info("starting", "version", version.String("process-wrapper"), "pid", os.Getpid(), "processes", len(procs), "http", ln.Addr().String())
+	signals.Wait()
+	// a stop signal that came while the wrapper was getting ready stops it
+	// before any process starts (each then counts as ended by it)
+	for pending := true; pending; {
+		select {
+		case sig := <-sigs:
+			onSignal(sig.(syscall.Signal), sup, st, log)
+		default:
+			pending = false
+		}
+	}
 	done := make(chan int, 1)
 	go func() { done <- sup.Run(ctx) }()
 	for {
@@ -324,20 +336,23 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 			readyFile.Remove()
 			log.Info("exiting", "code", code, "orphans_reaped", rp.Orphans())
 			return code
-		case <-pipes:
 		case sig := <-sigs:
-			s := sig.(syscall.Signal)
-			switch s {
-			case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
-				if st.Stopping() {
-					log.Info("already shutting down", "signal", config.SignalName(s))
-					continue
-				}
-				sup.Stop(s)
-			default:
-				sup.Forward(s)
-			}
+			onSignal(sig.(syscall.Signal), sup, st, log)
 		}
+	}
+}
+
+// onSignal acts on a signal the wrapper received (see package signals).
+func onSignal(sig syscall.Signal, sup *supervisor.Supervisor, st *state.Store, log *logline.Logger) {
+	switch signals.Of(sig) {
+	case signals.Stop:
+		if st.Stopping() {
+			log.Info("already shutting down", "signal", config.SignalName(sig))
+			return
+		}
+		sup.Stop(sig)
+	case signals.Forward:
+		sup.Forward(sig)
 	}
 }
 

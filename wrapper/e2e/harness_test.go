@@ -70,6 +70,7 @@ type wrapper struct {
 	raw  bytes.Buffer
 	done chan struct{}
 	code int
+	wpid int // the wrapper's pid under unshare, once looked up
 }
 
 type opts struct {
@@ -82,6 +83,8 @@ type opts struct {
 	// sink, when set, sees every output line first; a line it returns true
 	// for is consumed and not kept (for tests that relay millions of lines).
 	sink func(b []byte) bool
+	// stderr receives the wrapper's stderr (Go's crash reports); default os.Stderr
+	stderr io.Writer
 }
 
 // config writes a YAML config where every "CHILD" stands for the testchild
@@ -114,6 +117,9 @@ func start(t *testing.T, cfg string, o opts) *wrapper {
 		t.Fatal(err)
 	}
 	cmd.Stderr = os.Stderr
+	if o.stderr != nil {
+		cmd.Stderr = o.stderr
+	}
 	w := &wrapper{t: t, cmd: cmd, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -153,6 +159,14 @@ func start(t *testing.T, cfg string, o opts) *wrapper {
 		select {
 		case <-w.done:
 		default:
+			// under unshare, its child is the wrapper: kill both
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid)); err == nil {
+				for _, f := range bytes.Fields(b) {
+					var pid int
+					fmt.Sscan(string(f), &pid)
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
 			_ = cmd.Process.Kill()
 			<-w.done
 		}
@@ -261,11 +275,55 @@ func (w *wrapper) wait(timeout time.Duration) int {
 	}
 }
 
+// signal sends sig to the wrapper itself (not to unshare, which runs it
+// as PID 1 in the PID 1 tests).
 func (w *wrapper) signal(sig syscall.Signal) {
 	w.t.Helper()
-	if err := w.cmd.Process.Signal(sig); err != nil {
+	if err := syscall.Kill(w.pid(), sig); err != nil {
 		w.t.Fatal(err)
 	}
+}
+
+// pid returns the wrapper's own pid as this test sees it: under unshare
+// --fork (the PID 1 tests) that is unshare's child once it runs the wrapper.
+func (w *wrapper) pid() int {
+	w.t.Helper()
+	if filepath.Base(w.cmd.Path) != "unshare" {
+		return w.cmd.Process.Pid
+	}
+	w.mu.Lock()
+	pid := w.wpid
+	w.mu.Unlock()
+	if pid != 0 {
+		return pid
+	}
+	waitfor.Condition(w.t, 5*time.Second, "unshare's child to run the wrapper", func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", w.cmd.Process.Pid, w.cmd.Process.Pid))
+		if err != nil || len(bytes.Fields(b)) == 0 {
+			return false
+		}
+		fmt.Sscan(string(bytes.Fields(b)[0]), &pid)
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		return filepath.Base(exe) == filepath.Base(wrapperBin)
+	})
+	w.mu.Lock()
+	w.wpid = pid
+	w.mu.Unlock()
+	return pid
+}
+
+// procState is the state letter of /proc/PID/stat (R, S, T, Z...), or "" once
+// the pid is gone.
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2 : i+3]
+	}
+	return ""
 }
 
 // url returns the base URL of the wrapper's endpoints, from its "starting" line.

@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 const ns = "process_wrapper"
@@ -105,7 +107,23 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // Handler serves the registry, in the text format or OpenMetrics as the
 // scraper asks.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{EnableOpenMetrics: true, DisableCompression: true})
+	return promhttp.HandlerFor(m.Gatherer(), promhttp.HandlerOpts{EnableOpenMetrics: true, DisableCompression: true})
+}
+
+// clashing are families that OpenMetrics cannot tell from another one:
+// client_golang's Go collector exports the gauge go_memstats_alloc_bytes
+// and the counter go_memstats_alloc_bytes_total, one family name for a
+// strict OpenMetrics parser (a counter's samples end in _total). The
+// counter goes; the gauge is the one dashboards read.
+var clashing = map[string]bool{"go_memstats_alloc_bytes_total": true}
+
+// Gatherer gathers the registry without the clashing families: what
+// /metrics serves and /prommerge merges.
+func (m *Metrics) Gatherer() prometheus.Gatherer {
+	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		fams, err := m.reg.Gather()
+		return slices.DeleteFunc(fams, func(f *dto.MetricFamily) bool { return clashing[f.GetName()] }), err
+	})
 }
 
 // ReadinessFailed counts one 503 of /readiness.

@@ -12,9 +12,9 @@ var phases = []state.Phase{state.Pending, state.Starting, state.Running, state.B
 
 // stateCollector reads the state store at scrape time.
 type stateCollector struct {
-	st                                      *state.Store
-	up, phase, ready, live, restarts, since *prometheus.Desc
-	wrapperReady, preempted, stopping       *prometheus.Desc
+	st                                             *state.Store
+	up, phase, ready, live, since, suspended, left *prometheus.Desc
+	wrapperReady, preempted, stopping              *prometheus.Desc
 }
 
 func newStateCollector(st *state.Store) *stateCollector {
@@ -25,8 +25,9 @@ func newStateCollector(st *state.Store) *stateCollector {
 		phase:        prometheus.NewDesc(ns+"_process_state", "1 for the state the process is in: pending, starting, running, backoff, stopping, completed, failed, stopped.", []string{"process", "state"}, nil),
 		ready:        prometheus.NewDesc(ns+"_process_ready", "1 when the process counts as ready (as /readiness sees it).", p, nil),
 		live:         prometheus.NewDesc(ns+"_process_live", "1 when the process counts as live (as /liveness sees it).", p, nil),
-		restarts:     prometheus.NewDesc(ns+"_process_restarts", "Restarts of the process since the wrapper started (the current run's number).", p, nil),
-		since:        prometheus.NewDesc(ns+"_process_state_since_seconds", "Unix time at which the process entered its state.", p, nil),
+		since:        prometheus.NewDesc(ns+"_process_state_change_timestamp_seconds", "Unix time at which the process entered its state.", p, nil),
+		suspended:    prometheus.NewDesc(ns+"_process_suspended", "1 while the process's main pid is stopped by a signal (SIGSTOP, SIGTSTP, ...).", p, nil),
+		left:         prometheus.NewDesc(ns+"_process_leftover_processes", "Members of the process's groups that outlived its last run's main pid and have not ended yet.", p, nil),
 		stopping:     prometheus.NewDesc(ns+"_stopping", "1 once the wrapper is shutting down.", nil, nil),
 		preempted:    prometheus.NewDesc(ns+"_preempted", "1 once the node is preempted (HANDLE_PREEMPTION).", nil, nil),
 		wrapperReady: prometheus.NewDesc(ns+"_ready", "1 when /readiness answers 200.", nil, nil),
@@ -34,7 +35,7 @@ func newStateCollector(st *state.Store) *stateCollector {
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.phase, c.ready, c.live, c.restarts, c.since, c.stopping, c.preempted, c.wrapperReady} {
+	for _, d := range []*prometheus.Desc{c.up, c.phase, c.ready, c.live, c.since, c.suspended, c.left, c.stopping, c.preempted, c.wrapperReady} {
 		ch <- d
 	}
 }
@@ -53,8 +54,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		all = all && ready
 		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, b2f(ready), p.Name)
 		ch <- prometheus.MustNewConstMetric(c.live, prometheus.GaugeValue, b2f(live), p.Name)
-		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.GaugeValue, float64(p.Restarts), p.Name)
 		ch <- prometheus.MustNewConstMetric(c.since, prometheus.GaugeValue, float64(p.Since.UnixMilli())/1000, p.Name)
+		ch <- prometheus.MustNewConstMetric(c.suspended, prometheus.GaugeValue, b2f(p.Suspended), p.Name)
+		ch <- prometheus.MustNewConstMetric(c.left, prometheus.GaugeValue, float64(p.Leftovers), p.Name)
 	}
 	ch <- prometheus.MustNewConstMetric(c.stopping, prometheus.GaugeValue, b2f(view.Stopping))
 	ch <- prometheus.MustNewConstMetric(c.preempted, prometheus.GaugeValue, b2f(view.Preempted))

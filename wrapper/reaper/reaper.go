@@ -50,15 +50,29 @@ func (e Exit) String() string {
 	return fmt.Sprintf("exit code %d", e.Code())
 }
 
+// Pause is a registered process being stopped by a signal (SIGSTOP,
+// SIGTSTP, SIGTTIN, SIGTTOU) or continued (SIGCONT).
+type Pause struct {
+	Stopped bool           // false: it was continued
+	Signal  syscall.Signal // the signal that stopped it
+}
+
+// waiter is a registered pid: who receives its exit and its pauses.
+type waiter struct {
+	exit    chan Exit
+	onPause func(Pause) // may be nil
+}
+
 // Reaper reaps every child of the wrapper and hands each registered pid its
 // exit. There is one per wrapper.
 type Reaper struct {
 	mu      sync.Mutex
-	waiting map[int]chan Exit
+	waiting map[int]waiter
 	pidfds  map[int]int // adopted pids: a pidfd each, so a signal never reaches a reused pid
 	recent  map[int]Exit
 	order   []int // recent's pids, oldest first
 	orphans atomic.Uint64
+	reaped  chan struct{} // closed (and replaced) at each orphan reaped
 	sigs    chan os.Signal
 
 	// OnOrphan, when set before Run, hears the exit of every orphan reaped
@@ -71,7 +85,8 @@ const recentOrphans = 1024
 
 // New returns a reaper; Run must be called for it to reap.
 func New() *Reaper {
-	r := &Reaper{waiting: make(map[int]chan Exit), pidfds: make(map[int]int), recent: make(map[int]Exit), sigs: make(chan os.Signal, 1)}
+	r := &Reaper{waiting: make(map[int]waiter), pidfds: make(map[int]int), recent: make(map[int]Exit),
+		reaped: make(chan struct{}), sigs: make(chan os.Signal, 1)}
 	signal.Notify(r.sigs, syscall.SIGCHLD)
 	return r
 }
@@ -94,6 +109,13 @@ func BecomeSubreaper() (bool, error) {
 // It uses syscall.ForkExec rather than exec.Cmd: the reaper owns the pid, so
 // nothing of os.Process (its wait, its pidfd) is needed.
 func (r *Reaper) Start(path string, argv []string, attr *syscall.ProcAttr) (int, <-chan Exit, error) {
+	return r.StartWatched(path, argv, attr, nil)
+}
+
+// StartWatched is Start, and onPause hears each time the process is
+// stopped or continued by a signal (on the reaper's goroutine: it must not
+// block).
+func (r *Reaper) StartWatched(path string, argv []string, attr *syscall.ProcAttr, onPause func(Pause)) (int, <-chan Exit, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	pid, err := syscall.ForkExec(path, argv, attr)
@@ -101,7 +123,7 @@ func (r *Reaper) Start(path string, argv []string, attr *syscall.ProcAttr) (int,
 		return 0, nil, &os.PathError{Op: "fork/exec", Path: path, Err: err}
 	}
 	ch := make(chan Exit, 1)
-	r.waiting[pid] = ch
+	r.waiting[pid] = waiter{exit: ch, onPause: onPause}
 	return pid, ch, nil
 }
 
@@ -111,7 +133,8 @@ func (r *Reaper) Start(path string, argv []string, attr *syscall.ProcAttr) (int,
 // orphan, its exit is delivered at once. It must be a child of the wrapper
 // (which it is once its parent exited, the wrapper being PID 1 or a
 // subreaper): only then is its exit status the wrapper's to collect.
-func (r *Reaper) Adopt(pid int) (<-chan Exit, error) {
+// onPause, when not nil, hears its stops and continues as in StartWatched.
+func (r *Reaper) Adopt(pid int, onPause func(Pause)) (<-chan Exit, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ch := make(chan Exit, 1)
@@ -133,26 +156,33 @@ func (r *Reaper) Adopt(pid int) (<-chan Exit, error) {
 	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
 		r.pidfds[pid] = fd
 	}
-	r.waiting[pid] = ch
+	r.waiting[pid] = waiter{exit: ch, onPause: onPause}
 	return ch, nil
 }
 
 // parentOf reads the parent pid of pid from /proc.
-func parentOf(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+func parentOf(pid int) (int, error) { return statField(pid, 1) }
+
+// pgrpOf reads the process group of pid from /proc.
+func pgrpOf(pid int) (int, error) { return statField(pid, 2) }
+
+// statField reads the numeric field i (0 is the state) after the command
+// name of /proc/pid/stat.
+func statField(pid, i int) (int, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, errors.New("no such process")
 	}
 	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
+	end := strings.LastIndexByte(s, ')')
+	if end < 0 {
 		return 0, errors.New("unreadable /proc stat")
 	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
+	f := strings.Fields(s[end+1:])
+	if len(f) <= i {
 		return 0, errors.New("unreadable /proc stat")
 	}
-	return strconv.Atoi(f[1])
+	return strconv.Atoi(f[i])
 }
 
 // Signal sends sig to the registered, not yet reaped process pid; to its
@@ -185,6 +215,56 @@ func (r *Reaper) Signal(pid int, sig syscall.Signal, group bool) error {
 	return nil
 }
 
+// SignalGroup sends sig to process group pgid if the group still has a
+// member, and reports whether it had one. It is for the group of a process
+// whose main pid has already been reaped (what its run left behind): the
+// group id cannot be reused while a member is alive, and the check and the
+// signal are made under the reap lock, so that no orphan of the group is
+// reaped between them. A member the wrapper may not signal (another uid)
+// still counts as one.
+func (r *Reaper) SignalGroup(pgid int, sig syscall.Signal) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		return false, nil
+	}
+	if err := syscall.Kill(-pgid, sig); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return false, nil
+		}
+		return true, fmt.Errorf("kill(%d, %s): %w", -pgid, sig, err)
+	}
+	return true, nil
+}
+
+// GroupMembers returns the pids of process group pgid, zombies included
+// (from /proc: for logs and status, not for deciding whom to signal).
+func GroupMembers(pgid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if pg, err := pgrpOf(pid); err == nil && pg == pgid {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// OrphanReaped returns a channel that is closed when the next orphan is
+// reaped: a process group left behind may have become empty.
+func (r *Reaper) OrphanReaped() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reaped
+}
+
 // Orphans counts the processes reaped that nobody had registered.
 func (r *Reaper) Orphans() uint64 { return r.orphans.Load() }
 
@@ -199,7 +279,9 @@ func (r *Reaper) remember(e Exit) {
 }
 
 // Run reaps until ctx ends. Each SIGCHLD triggers a loop of
-// wait4(-1, WNOHANG) until no exited child is left.
+// wait4(-1, WNOHANG|WUNTRACED|WCONTINUED) until no changed child is left: a
+// child stopped or continued by a signal is reported to its watcher, and
+// an exited one reaped.
 func (r *Reaper) Run(ctx context.Context) {
 	defer signal.Stop(r.sigs)
 	r.reapAll() // children that exited before Run started
@@ -217,7 +299,7 @@ func (r *Reaper) reapAll() {
 	for {
 		var e Exit
 		r.mu.Lock()
-		pid, err := syscall.Wait4(-1, &e.Status, syscall.WNOHANG, &e.Rusage)
+		pid, err := syscall.Wait4(-1, &e.Status, syscall.WNOHANG|syscall.WUNTRACED|syscall.WCONTINUED, &e.Rusage)
 		if errors.Is(err, syscall.EINTR) {
 			r.mu.Unlock()
 			continue
@@ -227,7 +309,15 @@ func (r *Reaper) reapAll() {
 			return
 		}
 		e.Pid = pid
-		ch, ok := r.waiting[pid]
+		if e.Status.Stopped() || e.Status.Continued() {
+			w := r.waiting[pid]
+			r.mu.Unlock()
+			if w.onPause != nil {
+				w.onPause(Pause{Stopped: e.Status.Stopped(), Signal: stopSignal(e.Status)})
+			}
+			continue
+		}
+		w, ok := r.waiting[pid]
 		delete(r.waiting, pid)
 		if fd, has := r.pidfds[pid]; has {
 			syscall.Close(fd)
@@ -235,10 +325,12 @@ func (r *Reaper) reapAll() {
 		}
 		if !ok {
 			r.remember(e)
+			close(r.reaped)
+			r.reaped = make(chan struct{})
 		}
 		r.mu.Unlock()
 		if ok {
-			ch <- e // buffered: never blocks
+			w.exit <- e // buffered: never blocks
 		} else {
 			r.orphans.Add(1)
 			if r.OnOrphan != nil {
@@ -246,4 +338,12 @@ func (r *Reaper) reapAll() {
 			}
 		}
 	}
+}
+
+// stopSignal is the signal that stopped a child (0 for a continue).
+func stopSignal(s syscall.WaitStatus) syscall.Signal {
+	if s.Stopped() {
+		return s.StopSignal()
+	}
+	return 0
 }

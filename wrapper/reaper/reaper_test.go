@@ -130,7 +130,7 @@ func TestAdopt(t *testing.T) {
 
 	// a daemon still running when adopted: its own exit status arrives
 	pid := startDaemon(t, r, "sleep 0.3; exit 4")
-	ch, err := r.Adopt(pid)
+	ch, err := r.Adopt(pid, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestAdopt(t *testing.T) {
 	before := r.Orphans()
 	pid = startDaemon(t, r, "sleep 0.1; exit 5")
 	waitfor.Condition(t, 5*time.Second, "the early orphan to be reaped", func() bool { return r.Orphans() > before })
-	ch, err = r.Adopt(pid)
+	ch, err = r.Adopt(pid, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestAdopt(t *testing.T) {
 		t.Fatal("the early exit was lost")
 	}
 	// not our child: refused, never signalled
-	if _, err := r.Adopt(os.Getppid()); err == nil || !strings.Contains(err.Error(), "not a child of the wrapper") {
+	if _, err := r.Adopt(os.Getppid(), nil); err == nil || !strings.Contains(err.Error(), "not a child of the wrapper") {
 		t.Errorf("adopting a stranger: %v", err)
 	}
 }

@@ -32,6 +32,12 @@ type Process struct {
 	ExitCode int       // of the last exit; -1 before any
 	Since    time.Time // when Phase was entered
 	Reason   string    // why the process is in Phase, for people
+	// Suspended: its main pid is stopped by a signal (SIGSTOP, SIGTSTP...)
+	// until a SIGCONT.
+	Suspended bool
+	// Leftovers counts the members of its process groups that outlived
+	// its last run's main pid and have not ended yet (see the README).
+	Leftovers int
 
 	// Health of the current run, from its probes.
 	Started     bool   // its startup probe has passed (true without one)

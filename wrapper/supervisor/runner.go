@@ -101,10 +101,7 @@ func (r *runner) run() {
 	for {
 		select {
 		case <-s.stopping:
-			if restarts > 0 {
-				s.record(lastCode) // its last run is how it ended
-			}
-			r.setState(func(p *state.Process) { p.Phase, p.Reason = state.Stopped, "wrapper shut down before start" })
+			r.neverStarted(restarts, lastCode, "wrapper shut down before start")
 			return
 		default:
 		}
@@ -113,18 +110,13 @@ func (r *runner) run() {
 		if r.p.SharedLock != nil {
 			l, ok := r.acquireLock()
 			if !ok {
-				if restarts > 0 {
-					s.record(lastCode) // its last run is how it ended
-				}
-				r.setState(func(p *state.Process) {
-					p.Phase, p.Reason = state.Stopped, "wrapper shut down while waiting for the shared lock"
-				})
+				r.neverStarted(restarts, lastCode, "wrapper shut down while waiting for the shared lock")
 				return
 			}
 			lease = &l
 		}
 		started := time.Now()
-		code, stopped, why := r.once(lease)
+		code, stopped, why, groups := r.once(lease)
 		lastCode = code
 		ran := time.Since(started)
 		if stopped {
@@ -132,6 +124,9 @@ func (r *runner) run() {
 			r.setState(func(p *state.Process) {
 				p.Phase, p.Pid, p.ExitCode, p.Reason = state.Stopped, 0, code, "stopped at shutdown"
 			})
+			if l := r.stopLeftovers(groups); len(l.pgids) > 0 {
+				s.awaitGroups(l, nil) // until they are gone, or the shutdown's deadline
+			}
 			return
 		}
 		restart := false
@@ -156,6 +151,7 @@ func (r *runner) run() {
 					p.LiveFailed = false
 				}
 			})
+			r.keepLeftovers(groups)
 			return
 		}
 		if ran >= s.opt.Backoff.ResetAfter {
@@ -167,15 +163,39 @@ func (r *runner) run() {
 			p.Phase, p.Pid, p.ExitCode = state.Backoff, 0, code
 			p.Reason = fmt.Sprintf("exited %d, restarting in %s", code, delay)
 		})
+		// the next run starts once the backoff is over and what the last
+		// run left in its group has ended (stop signal now, SIGKILL at the
+		// deadline)
+		leftDone := make(chan struct{})
+		if l := r.stopLeftovers(groups); len(l.pgids) > 0 {
+			go func() {
+				defer close(leftDone)
+				grace := time.NewTimer(s.opt.Deadline)
+				defer grace.Stop()
+				s.awaitGroups(l, grace.C)
+				r.setState(func(p *state.Process) { p.Leftovers = 0 })
+			}()
+		} else {
+			close(leftDone)
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
 		case <-s.stopping:
 			t.Stop()
+			<-leftDone // the shutdown's deadline bounds it
 			// its last run is how it ended
 			s.record(code)
 			r.setState(func(p *state.Process) { p.Phase, p.Reason = state.Stopped, "stopped at shutdown during backoff" })
 			return
+		}
+		select {
+		case <-leftDone:
+		default:
+			r.setState(func(p *state.Process) {
+				p.Reason = fmt.Sprintf("exited %d, restarting once what its last run left in its process group has ended", code)
+			})
+			<-leftDone
 		}
 		restarts++
 		delay = min(2*delay, s.opt.Backoff.Max)
@@ -183,9 +203,10 @@ func (r *runner) run() {
 }
 
 // once starts the process and waits for its exit. It returns the exit code,
-// whether the exit came after the shutdown began, and why the run ended
-// (a restart reason of package events).
-func (r *runner) once(lease *lockclient.Lease) (code int, stopped bool, why string) {
+// whether the exit came after the shutdown began, why the run ended (a
+// restart reason of package events), and the process groups of the run
+// (for what it may have left behind).
+func (r *runner) once(lease *lockclient.Lease) (code int, stopped bool, why string, groups []int) {
 	s := r.sup
 	exitCh, pid, err := r.start()
 	var k *keeper
@@ -209,13 +230,14 @@ func (r *runner) once(lease *lockclient.Lease) (code int, stopped bool, why stri
 		code := startErrorCode(err)
 		r.log().Error("start failed", "process", r.p.Name, "code", code, "err", err)
 		r.setState(func(p *state.Process) { p.Reason = err.Error() })
-		return code, false, events.RestartStart
+		return code, false, events.RestartStart, nil
 	}
+	groups = []int{pid} // its own group, made at the start
 	began := time.Now()
 	r.log().Info("process started", "process", r.p.Name, "pid", pid)
 	s.emit(&events.Event{Kind: events.ProcessStart, Process: r.p.Name, Pid: pid})
 	r.setState(func(p *state.Process) {
-		p.Phase, p.Pid, p.Reason = state.Running, pid, ""
+		p.Phase, p.Pid, p.Reason, p.Suspended, p.Leftovers = state.Running, pid, "", false, 0
 		p.Started, p.ProbeReady = r.probes.startup == nil, r.probes.readiness == nil
 		p.LiveFailed, p.ProbeReason = false, ""
 	})
@@ -242,6 +264,9 @@ wait:
 			}
 			r.log().Info("following the daemon's pid", "process", r.p.Name, "pid", dpid, "parent", pid, "pid_file", r.pidFile)
 			pid, exitCh, adopted = dpid, dch, true
+			if pg, err := syscall.Getpgid(dpid); err == nil && pg == dpid {
+				groups = append(groups, dpid) // the daemon leads a group of its own
+			}
 			r.mu.Lock()
 			r.pid = pid
 			r.mu.Unlock()
@@ -275,13 +300,62 @@ wait:
 	r.mu.Lock()
 	r.pid = 0
 	r.mu.Unlock()
+	r.setState(func(p *state.Process) { p.Suspended = false })
 	level := r.log().Info
 	if e.Code() != 0 && !stopped {
 		level = r.log().Warn
 	}
 	level("process exited", "process", r.p.Name, "pid", pid, "code", e.Code(), "exit", e.String())
 	s.emit(&events.Event{Kind: events.ProcessExit, Process: r.p.Name, Pid: pid, Code: e.Code(), Elapsed: time.Since(began), Rusage: &e.Rusage})
-	return e.Code(), stopped, why
+	return e.Code(), stopped, why, groups
+}
+
+// neverStarted ends a runner whose next run never started because the
+// shutdown came first. A process that never ran counts as ended by the
+// signal that stopped the wrapper (128+N), as it would had it run and
+// been killed by it; one that ran before counts by its last run.
+func (r *runner) neverStarted(restarts, lastCode int, why string) {
+	code := lastCode
+	if restarts == 0 {
+		code = 128 + int(r.sup.stopCause())
+	}
+	r.sup.record(code)
+	r.setState(func(p *state.Process) { p.Phase, p.Reason = state.Stopped, why })
+}
+
+// stopLeftovers sends the process's stop signal (then SIGCONT) to what a
+// run left in its groups, and returns the groups that had members.
+func (r *runner) stopLeftovers(groups []int) leftovers {
+	l := leftovers{process: r.p.Name, pgids: groups, sig: r.p.StopSignal}
+	if l.pgids = r.sup.alive(groups); len(l.pgids) == 0 {
+		return l
+	}
+	n := r.countLeftovers(l.pgids)
+	r.log().Info("stopping what the process left in its process group", "process", r.p.Name, "processes", n, "signal", config.SignalName(r.p.StopSignal))
+	l.pgids = r.sup.stopGroups(l)
+	return l
+}
+
+// keepLeftovers leaves what a process that ended for good left in its
+// groups running until the shutdown.
+func (r *runner) keepLeftovers(groups []int) {
+	alive := r.sup.alive(groups)
+	if len(alive) == 0 {
+		return
+	}
+	n := r.countLeftovers(alive)
+	r.log().Info("the process left processes in its process group: they run until the wrapper shuts down", "process", r.p.Name, "processes", n)
+	r.sup.keep(leftovers{process: r.p.Name, pgids: alive, sig: r.p.StopSignal})
+}
+
+// countLeftovers counts the members of groups and shows them in the state.
+func (r *runner) countLeftovers(groups []int) int {
+	n := 0
+	for _, pg := range groups {
+		n += len(reaper.GroupMembers(pg))
+	}
+	r.setState(func(p *state.Process) { p.Leftovers = n })
+	return n
 }
 
 // adopt reads the pid file (waiting for it to name a live pid, up to the
@@ -292,7 +366,7 @@ func (r *runner) adopt(ctx context.Context) (int, <-chan reaper.Exit, error) {
 	for {
 		pid, err := probe.ReadPidFile(r.pidFile)
 		if err == nil {
-			ch, aerr := r.sup.opt.Reaper.Adopt(pid)
+			ch, aerr := r.sup.opt.Reaper.Adopt(pid, r.paused)
 			if aerr == nil {
 				return pid, ch, nil
 			}
@@ -318,6 +392,11 @@ func (r *runner) stop(pid int, exitCh <-chan reaper.Exit, grace <-chan time.Time
 	r.log().Info("sending stop signal", "process", r.p.Name, "pid", pid, "signal", config.SignalName(r.p.StopSignal))
 	if err := s.opt.Reaper.Signal(pid, r.p.StopSignal, false); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		r.log().Warn("stop signal failed", "process", r.p.Name, "err", err)
+	}
+	if r.p.StopSignal != syscall.SIGCONT && r.p.StopSignal != syscall.SIGKILL {
+		// as systemd does: a process stopped by a signal acts on its stop
+		// signal only once continued
+		_ = s.opt.Reaper.Signal(pid, syscall.SIGCONT, false)
 	}
 	select {
 	case e := <-exitCh:
@@ -375,7 +454,7 @@ func (r *runner) start() (<-chan reaper.Exit, int, error) {
 			Chroot:     r.p.Chroot,
 		},
 	}
-	pid, exitCh, err := r.sup.opt.Reaper.Start(path, argv, attr)
+	pid, exitCh, err := r.sup.opt.Reaper.StartWatched(path, argv, attr, r.paused)
 	outW.Close()
 	errW.Close()
 	if err != nil {
@@ -417,6 +496,17 @@ func (r *runner) expirePipes(at time.Time) {
 	defer r.mu.Unlock()
 	for _, f := range r.pipes {
 		_ = f.SetReadDeadline(at)
+	}
+}
+
+// paused hears from the reaper that the main pid was stopped by a signal
+// (a forwarded SIGTSTP, say) or continued.
+func (r *runner) paused(p reaper.Pause) {
+	r.setState(func(st *state.Process) { st.Suspended = p.Stopped })
+	if p.Stopped {
+		r.log().Warn("process stopped by a signal: it runs again on SIGCONT", "process", r.p.Name, "signal", config.SignalName(p.Signal))
+	} else {
+		r.log().Info("process continued", "process", r.p.Name)
 	}
 }
 

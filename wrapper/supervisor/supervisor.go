@@ -72,7 +72,10 @@ type Supervisor struct {
 	mu       sync.Mutex
 	exitCode int
 	decided  bool
-	finished bool // Finish was called: later exits do not decide the code
+	finished bool           // Finish was called: later exits do not decide the code
+	stopped  bool           // Stop was called
+	cause    syscall.Signal // the signal that began the shutdown
+	kept     []leftovers    // left behind by processes that ended for good
 }
 
 // New returns a supervisor for opt.Processes. An error means a probe
@@ -115,6 +118,7 @@ func (s *Supervisor) Run(ctx context.Context) int {
 		}()
 	}
 	wg.Wait()
+	s.endKept()
 	s.drain()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -146,9 +150,14 @@ func (s *Supervisor) record(code int) {
 
 // Stop begins the shutdown once: every running process gets its stop signal
 // at its main pid, no process is restarted, and at the deadline whatever is
-// left gets SIGKILL to its whole process group.
+// left gets SIGKILL to its whole process group. What processes that ended
+// for good left in their groups gets the stop signal too.
 func (s *Supervisor) Stop(cause syscall.Signal) {
 	s.stopOnce.Do(func() {
+		s.mu.Lock()
+		s.stopped, s.cause = true, cause
+		kept := s.kept
+		s.mu.Unlock()
 		s.opt.State.SetStopping()
 		s.opt.Log.Info("shutting down", "signal", config.SignalName(cause), "deadline", s.opt.Deadline.String())
 		s.emit(&events.Event{Kind: events.Shutdown, Reason: config.SignalName(cause)})
@@ -157,7 +166,18 @@ func (s *Supervisor) Stop(cause syscall.Signal) {
 		}
 		close(s.stopping)
 		time.AfterFunc(s.opt.Deadline, func() { s.killOnce.Do(func() { close(s.kill) }) })
+		for _, l := range kept {
+			s.stopGroups(l)
+		}
 	})
+}
+
+// stopCause is the signal that began the shutdown; only for runners that
+// have seen s.stopping closed.
+func (s *Supervisor) stopCause() syscall.Signal {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cause
 }
 
 // emit hands e to the observer.

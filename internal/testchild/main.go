@@ -23,6 +23,17 @@ func main() {
 		fatal("usage: testchild MODE [ARGS...]")
 	}
 	args := os.Args[2:]
+	if code := os.Getenv("TESTCHILD_TERM_EXIT"); code != "" {
+		// the demo's processes end as a well-behaved server does: on
+		// SIGTERM, with the code given
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGTERM)
+		go func() {
+			<-ch
+			fmt.Println("got SIGTERM: exiting")
+			os.Exit(atoi(code))
+		}()
+	}
 	switch os.Args[1] {
 	case "print": // print each argument as a line
 		for _, a := range args {

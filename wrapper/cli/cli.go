@@ -4,7 +4,9 @@
 package cli
 
 import (
+	"bytes"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/process-wrapper/process-wrapper/internal/service"
@@ -17,17 +19,17 @@ type Options struct {
 	Config                   string        `name:"config" help:"Config file (YAML or JSON list of processes). Without it, the CONFIG environment variable holds the config as JSON." placeholder:"FILE"`
 	Debug                    bool          `name:"debug" help:"Log the wrapper's debug messages."`
 	EnvoyDrain               bool          `name:"envoy-drain" help:"Drain envoy (ENVOY_DRAIN_URL) when the node is preempted."`
-	GracefulShutdownDeadline time.Duration `name:"graceful-shutdown-deadline" default:"10s" help:"After SIGTERM, how long processes have to exit before SIGKILL. Keep it below the pod's terminationGracePeriodSeconds."`
+	GracefulShutdownDeadline time.Duration `name:"graceful-shutdown-deadline" default:"10s" help:"After SIGTERM, how long processes have to exit before SIGKILL. Keep it below the pod's terminationGracePeriodSeconds (default ${default})."`
 	PyroscopeURL             string        `name:"pyroscope-url" help:"Send continuous profiles of the wrapper to this Pyroscope server." placeholder:"URL"`
-	ReadinessFile            string        `name:"readiness-file" default:"/tmp/started" help:"File written once every process is started and ready." placeholder:"FILE"`
+	ReadinessFile            string        `name:"readiness-file" default:"/tmp/started" help:"File written once every process is started and ready (default ${default})." placeholder:"FILE"`
 	Install                  string        `name:"install" help:"Injection: copy this binary (and shared-lock, when beside it) into DIR, then exit (an init container's command; a scratch image has no cp)." placeholder:"DIR"`
-	HTTPAddress              string        `name:"http-address" default:"0.0.0.0:8111" help:"Address of /liveness, /readiness, /metrics and /prommerge." placeholder:"HOST:PORT"`
-	SharedLock               bool          `name:"shared-lock" help:"Run the shared-lock server inside the wrapper (needs SHARED_LEASE_ETCD_ENDPOINTS)."`
-	SharedLockURL            string        `name:"shared-lock-url" default:"http://localhost:8191" help:"Shared-lock server that sharedLock processes take their lease from." placeholder:"URL"`
-	SkipCommands             []string      `name:"skip-commands" sep:"," help:"Names of processes of the config not to run (comma separated); an unknown name is a warning." placeholder:"NAME,..."`
+	HTTPAddress              string        `name:"http-address" default:"0.0.0.0:8111" help:"Address of /liveness, /readiness, /metrics and /prommerge (default ${default})." placeholder:"HOST:PORT"`
+	SharedLock               bool          `name:"shared-lock" help:"Also run the shared-lock server, as one more process: the shared-lock binary beside the wrapper or in PATH (needs SHARED_LEASE_ETCD_ENDPOINTS)."`
+	SharedLockURL            string        `name:"shared-lock-url" default:"http://localhost:8191" help:"Shared-lock server that sharedLock processes take their lease from (default ${default})." placeholder:"URL"`
+	SkipCommands             []string      `name:"skip-commands" sep:"," help:"Names of processes of the config not to run (comma separated); an unknown name is a warning." placeholder:"NAME"`
 	Version                  bool          `name:"version" help:"Print the version and exit."`
 	Wait                     bool          `name:"wait" help:"Client mode: wait until the wrapper on this host is ready, then exit 0."`
-	WaitDeadline             time.Duration `name:"wait-deadline" default:"2m0s" help:"How long -wait (and /readiness?wait) waits."`
+	WaitDeadline             time.Duration `name:"wait-deadline" default:"2m0s" help:"How long -wait (and /readiness?wait) waits (default ${default})."`
 }
 
 // boolFlags take no value; every other long flag takes one.
@@ -47,6 +49,7 @@ func Parse(args []string, exit func(int)) (*Options, error) {
 		kong.Name("process-wrapper"),
 		kong.Description("Runs several processes in one container: restarts them, probes them, relays their logs as logfmt, and tells kubelet the truth about each."),
 		kong.Exit(exit),
+		kong.Help(printHelp),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("command line model: %w", err)
@@ -56,3 +59,49 @@ func Parse(args []string, exit func(int)) (*Options, error) {
 	}
 	return &o, nil
 }
+
+// longFlag is a double-dash long flag in kong's help.
+var longFlag = regexp.MustCompile(`(^|[\s,(])--([a-z])`)
+
+// printHelp is kong's help in the single-dash form the README documents
+// (both forms work; a space keeps the columns), followed by the environment and the exit codes.
+func printHelp(options kong.HelpOptions, ctx *kong.Context) error {
+	out := ctx.Stdout
+	var buf bytes.Buffer
+	ctx.Stdout = &buf
+	err := kong.DefaultHelpPrinter(options, ctx)
+	ctx.Stdout = out
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(out, longFlag.ReplaceAllString(buf.String(), "$1 -$2"))
+	fmt.Fprint(out, helpEpilog)
+	return nil
+}
+
+const helpEpilog = `
+Flags take one dash or two: -config f.yaml and --config f.yaml are the same.
+
+Environment (not passed to the processes where it configures the wrapper):
+  CONFIG                           the config as JSON, when there is no -config
+  LOG_FORMAT                       logfmt (default), free (lines untouched), auto (level from the line)
+  POD_NAMESPACE, NODE_NAME         the pod's (downward API), for events and HANDLE_TERMINATION
+  HANDLE_PREEMPTION, METADATA_URL  follow GCE preemption (metadata server URL)
+  ENVOY_DRAIN_URL                  envoy's drain endpoint, with -envoy-drain
+  HANDLE_TERMINATION               end when the pod's other containers have ended
+  METRICS_SERVER_ADDRESS           UDP host:port of the lifecycle events
+  METRICS_JSON_EXTRA_LABELS, METRICS_EXTRA_LABELS_FILE_PATH, METRICS_EXTRA_LABELS_FILE_EXCLUDE
+                                   labels added to the events
+  SHARED_LEASE_SOCKET, SHARED_LEASE_ETCD_ENDPOINTS
+                                   the shared-lock server of -shared-lock
+  AMQP_PROBE_RABBITMQ_DSN_TEMPLATE, AMQP_PROBE_RABBITMQ_USER, AMQP_PROBE_RABBITMQ_PASS
+                                   defaults of the amqp probes
+
+Exit codes:
+  0    every process ended with 0 (also -version, -help, -install, a ready -wait)
+  N    otherwise the code of the first process that did not: 128+S for a process ended
+       by signal S (137: killed at the deadline; 143: ended by SIGTERM, or never
+       started because SIGTERM came first)
+  1    -wait: not ready within -wait-deadline; -install failed
+  2    bad command line, environment or config: nothing was started
+`

@@ -5,11 +5,13 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -154,15 +156,23 @@ func Parse(source string, data []byte) ([]Process, error) {
 		d := &decoder{}
 		var raw rawProcess
 		d.decode(item, reflect.ValueOf(&raw).Elem(), "")
-		var p Process
-		if len(d.errs) == 0 {
-			p = validate(d, item, &raw)
-		}
+		// what decoded is validated too: every mistake of a process is
+		// reported at once, not only those of the first kind
+		d.validating = true
+		p := validate(d, item, &raw)
 		if first, dup := names[raw.Name]; dup && raw.Name != "" {
 			d.fail(item, "name", "duplicate process name (first defined at line %d)", first)
 		} else if raw.Name != "" {
 			names[raw.Name] = item.Line
 		}
+		// in the order of the file, decode and validation errors mixed
+		slices.SortStableFunc(d.errs, func(a, b error) int {
+			var fa, fb *FieldError
+			if !errors.As(a, &fa) || !errors.As(b, &fb) {
+				return 0
+			}
+			return cmp.Or(cmp.Compare(fa.Line, fb.Line), cmp.Compare(fa.Column, fb.Column))
+		})
 		for _, e := range d.errs {
 			var fe *FieldError
 			if errors.As(e, &fe) {

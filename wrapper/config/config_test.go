@@ -148,6 +148,13 @@ func TestParseErrors(t *testing.T) {
 			[]string{`field "metrics.host": unknown field (known fields: port, path)`}},
 		{"several errors at once", "- name: a\n  entrypoint: x\n  bogus: 1\n- name: b\n  entrypoint: y\n  restartPolicy: Sometimes\n",
 			[]string{`field "bogus": unknown field`, `process "b": field "restartPolicy"`}},
+		{"five errors of one process", "- name: a\n  entrypoint: x\n  bogus: 1\n  restartPolicy: Sometimes\n  stopSignal: SIGNOPE\n" +
+			"  readiness: {tcp: {socket: x}, periodSeconds: soon}\n  logLabels: {msg: forged}\n",
+			[]string{`c.yaml:3:3: process "a": field "bogus": unknown field`, `c.yaml:4:18: process "a": field "restartPolicy"`,
+				`c.yaml:5:15: process "a": field "stopSignal"`, `c.yaml:6:48: process "a": field "readiness.periodSeconds"`,
+				`c.yaml:7:20: process "a": field "logLabels.msg"`}},
+		{"a field that fails to decode is not also missing", "- name: a\n  entrypoint: {x: 1}\n  restartPolicy: Sometimes\n",
+			[]string{`field "entrypoint": expected a string`, `field "restartPolicy"`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -159,6 +166,9 @@ func TestParseErrors(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q\ndoes not contain %q", err, w)
 				}
+			}
+			if n := strings.Count(err.Error(), "\n") + 1; n > len(tc.want) && len(tc.want) > 1 {
+				t.Errorf("%d errors, want %d (each mistake once):\n%v", n, len(tc.want), err)
 			}
 		})
 	}

@@ -34,9 +34,27 @@ var (
 // one run of the loader reports all the mistakes of a config.
 type decoder struct {
 	errs []error
+	// bad holds the top-level fields that failed to decode; once
+	// validating, an error about one of them is not reported again (it
+	// would only say that the field is missing or zero)
+	bad        map[string]bool
+	validating bool
 }
 
 func (d *decoder) fail(n *yaml.Node, path, format string, a ...any) {
+	root := path
+	if i := strings.IndexAny(root, ".["); i >= 0 {
+		root = root[:i]
+	}
+	if d.validating && d.bad[root] {
+		return
+	}
+	if !d.validating {
+		if d.bad == nil {
+			d.bad = map[string]bool{}
+		}
+		d.bad[root] = true
+	}
 	d.errs = append(d.errs, &FieldError{Line: n.Line, Column: n.Column, Field: path, Msg: fmt.Sprintf(format, a...)})
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -354,5 +355,25 @@ func TestVersionAndBadFlags(t *testing.T) {
 	out, err = exec.Command(wrapperBin, "-graceful-shutdown-deadline", "soon").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "level=error app=process-wrapper msg=\"bad command line\"") || !strings.Contains(string(out), "--graceful-shutdown-deadline") {
 		t.Errorf("bad flag: %v %q", err, out)
+	}
+}
+
+// -help shows the single-dash form, every default, the environment and the
+// exit codes.
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command(wrapperBin, "-help").Output()
+	if err != nil {
+		t.Fatalf("-help: %v", err)
+	}
+	for _, want := range []string{" -config=FILE", " -http-address=HOST:PORT", "(default 0.0.0.0:8111)", "(default /tmp/started)",
+		"http://localhost:8191)", "(default 10s)", "(default 2m0s)", "as one more process", "CONFIG ", "HANDLE_TERMINATION",
+		"AMQP_PROBE_RABBITMQ_PASS", "Exit codes:", "128+S", "nothing was started"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("-help lacks %q:\n%s", want, out)
+		}
+	}
+	if regexp.MustCompile(`(?m)^\s*(-h, )?--[a-z]`).Match(out) || strings.Contains(string(out), "inside the wrapper") {
+		t.Errorf("-help shows the double-dash form or says the shared lock runs inside the wrapper:\n%s", out)
 	}
 }

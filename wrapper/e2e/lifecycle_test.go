@@ -267,8 +267,10 @@ func TestBadConfigStartsNothing(t *testing.T) {
 	if code := w.wait(5 * time.Second); code != 2 {
 		t.Errorf("exit code %d, want 2", code)
 	}
+	// both mistakes of the process, each once, in the order of the file
 	errs := w.find("level", "error", "msg", "bad config")
-	if len(errs) != 1 || !strings.Contains(errs[0]["err"], `:3:`) || !strings.Contains(errs[0]["err"], `process "bad": field "readines": unknown field`) {
+	if len(errs) != 2 || !strings.Contains(errs[0]["err"], `:3:`) || !strings.Contains(errs[0]["err"], `process "bad": field "readines": unknown field`) ||
+		!strings.Contains(errs[1]["err"], `process "bad": field "restartPolicy": must be Always, OnFailure or Never, got "sometimes"`) {
 		t.Errorf("errors %v", errs)
 	}
 	if _, err := os.Stat(marker); err == nil {

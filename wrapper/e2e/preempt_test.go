@@ -43,7 +43,7 @@ func TestPreemption(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	waitfor.Condition(t, 5*time.Second, "readiness 503 preempted", func() bool {
+	waitfor.Condition(t, 15*time.Second, "readiness 503 preempted", func() bool {
 		c, body := httpGet(t, base+"/readiness")
 		return c == 503 && strings.Contains(body, "wrapper: preempted")
 	})

@@ -16,6 +16,7 @@ type Logger struct {
 	format *LineFormat
 	debug  atomic.Bool
 	now    func() time.Time
+	q      atomic.Pointer[queue] // set by Async
 }
 
 // NewLogger returns a logger for app writing to out.
@@ -45,11 +46,28 @@ func (l *Logger) Warn(msg string, kv ...any) { l.log(Warn, msg, kv) }
 // Error logs msg at level error.
 func (l *Logger) Error(msg string, kv ...any) { l.log(Error, msg, kv) }
 
+// Always logs msg at level info, and while the output is blocked it is
+// never one of the lines dropped (see Async): for the lines a reader of the
+// log must always find ("shutting down", "exiting").
+func (l *Logger) Always(msg string, kv ...any) { l.emit(l.line(Info, msg, kv), true) }
+
 type sliceWriter struct{ b []byte }
 
 func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
 
-func (l *Logger) log(lvl Level, msg string, kv []any) {
+func (l *Logger) log(lvl Level, msg string, kv []any) { l.emit(l.line(lvl, msg, kv), false) }
+
+// emit writes a line, or queues it once Async was called.
+func (l *Logger) emit(line []byte, keep bool) {
+	if q := l.q.Load(); q != nil {
+		q.push(line, keep)
+		return
+	}
+	_, _ = l.out.Write(line)
+}
+
+// line encodes one line of the logger's.
+func (l *Logger) line(lvl Level, msg string, kv []any) []byte {
 	var c Clock
 	line := l.format.AppendLine(make([]byte, 0, 256), c.Format(l.now()), lvl, []byte(msg), false)
 	if len(kv) > 0 {
@@ -69,5 +87,5 @@ func (l *Logger) log(lvl Level, msg string, kv []any) {
 		}
 		line = append(w.b, '\n')
 	}
-	_, _ = l.out.Write(line)
+	return line
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Output is the single writer behind which every source writes whole lines,
@@ -11,9 +12,10 @@ import (
 // blocks while the underlying writer blocks: that is the back-pressure that
 // reaches a child through its pipe instead of a line being dropped.
 type Output struct {
-	mu     sync.Mutex
-	w      io.Writer
-	errors atomic.Uint64
+	mu      sync.Mutex
+	w       io.Writer
+	errors  atomic.Uint64
+	written atomic.Uint64 // writes completed: how WaitIdle sees the output move
 }
 
 // NewOutput wraps w (usually os.Stdout).
@@ -25,10 +27,33 @@ func (o *Output) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	n, err := o.w.Write(p)
 	o.mu.Unlock()
+	o.written.Add(1)
 	if err != nil {
 		o.errors.Add(1)
 	}
 	return n, err
+}
+
+// WaitIdle waits until done is closed, or until no write has completed for
+// idle: the writers that done waits for are then stuck on an output that
+// does not move (a pipe nobody reads), and the caller goes on without them.
+// It reports whether done was closed.
+func (o *Output) WaitIdle(done <-chan struct{}, idle time.Duration) bool {
+	tick := time.NewTicker(min(idle, 50*time.Millisecond))
+	defer tick.Stop()
+	last, since := o.written.Load(), time.Now()
+	for {
+		select {
+		case <-done:
+			return true
+		case now := <-tick.C:
+			if n := o.written.Load(); n != last {
+				last, since = n, now
+			} else if now.Sub(since) >= idle {
+				return false
+			}
+		}
+	}
 }
 
 // Errors counts the writes that failed (for example a closed stdout).

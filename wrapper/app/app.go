@@ -41,6 +41,12 @@ import (
 	"github.com/process-wrapper/process-wrapper/wrapper/supervisor"
 )
 
+// exitIdle is how long the exit waits for a stdout that does not move any
+// more, to write the wrapper's last lines; with the supervisor's own wait
+// for the processes' last lines, the wrapper exits within about a second
+// of its processes' end whatever its stdout does.
+const exitIdle = 300 * time.Millisecond
+
 // ExitUsage is the exit code for a bad command line, environment or config:
 // nothing was started.
 const ExitUsage = 2
@@ -151,6 +157,12 @@ func skip(procs []config.Process, names []string, log *logline.Logger) []config.
 }
 
 func run(opts *cli.Options, procs []config.Process, format relay.Format, out *logline.Output, log *logline.Logger) int {
+	// The wrapper's own lines wait in a bounded queue from here on: no
+	// control path (shutdown, restarts, probes, endpoints) waits for a
+	// blocked stdout. At the exit what is queued is written, unless stdout
+	// has stopped moving (see logline.Logger.Close).
+	log.Async()
+	defer log.Close(exitIdle)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -167,6 +179,7 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 	}
 	st := state.New(names)
 	met := metrics.New(st)
+	metrics.RegisterLogger(met.Registry(), log)
 	observers := events.Observers{met}
 	sendCfg, err := events.ConfigFromEnv(os.Getenv)
 	if err != nil {
@@ -334,7 +347,7 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 		select {
 		case code := <-done:
 			readyFile.Remove()
-			log.Info("exiting", "code", code, "orphans_reaped", rp.Orphans())
+			log.Always("exiting", "code", code, "orphans_reaped", rp.Orphans())
 			return code
 		case sig := <-sigs:
 			onSignal(sig.(syscall.Signal), sup, st, log)

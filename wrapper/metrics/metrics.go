@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/wrapper/events"
 	"github.com/process-wrapper/process-wrapper/wrapper/state"
 	"github.com/prometheus/client_golang/prometheus"
@@ -177,6 +178,14 @@ func (m *Metrics) probeSeries(e *events.Event) probeSeries {
 // of the process whose tree it was seen in at the last scrape.
 func (m *Metrics) Orphan(pid int, ru *syscall.Rusage) {
 	m.tree.orphan(pid, cpuSeconds(ru.Utime, ru.Stime))
+}
+
+// RegisterLogger adds the count of the wrapper's own log lines dropped
+// while its stdout was blocked.
+func RegisterLogger(reg prometheus.Registerer, log *logline.Logger) {
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "log_lines_dropped_total",
+		Help: "The wrapper's own log lines dropped while its stdout was blocked (the processes' lines are never dropped)."},
+		func() float64 { return float64(log.Dropped()) }))
 }
 
 // RegisterSender adds the counters of the lifecycle event sender.

@@ -128,16 +128,30 @@ func (s *Supervisor) Run(ctx context.Context) int {
 // drain waits for the relays of every process to reach the end of their
 // pipes, for at most opt.Drain: every process has exited, but a grandchild
 // may hold a pipe open for ever. What the pipes already hold is still read;
-// a pipe that stays open ends its relay at the deadline.
+// a pipe that stays open ends its relay at the deadline. A stdout that has
+// stopped moving ends the wait too: the wrapper must exit all the same.
 func (s *Supervisor) drain() {
 	at := time.Now().Add(s.opt.Drain)
 	for _, r := range s.runners {
 		r.expirePipes(at)
 	}
-	for _, r := range s.runners {
-		r.relays.Wait()
+	done := make(chan struct{})
+	// owned by the wrapper's exit when stdout is stuck: its relays then
+	// wait in a write that never returns
+	go func() {
+		defer close(done)
+		for _, r := range s.runners {
+			r.relays.Wait()
+		}
+	}()
+	if !s.opt.Out.WaitIdle(done, drainIdle) {
+		s.opt.Log.Always("stdout has not moved for a while: the processes' last lines are lost", "waited", drainIdle.String())
 	}
 }
+
+// drainIdle is how long the exit waits for a stdout that does not move any
+// more to take the processes' last lines.
+const drainIdle = 500 * time.Millisecond
 
 // record keeps the final exit of a process for the wrapper's exit code.
 func (s *Supervisor) record(code int) {
@@ -159,7 +173,7 @@ func (s *Supervisor) Stop(cause syscall.Signal) {
 		kept := s.kept
 		s.mu.Unlock()
 		s.opt.State.SetStopping()
-		s.opt.Log.Info("shutting down", "signal", config.SignalName(cause), "deadline", s.opt.Deadline.String())
+		s.opt.Log.Always("shutting down", "signal", config.SignalName(cause), "deadline", s.opt.Deadline.String())
 		s.emit(&events.Event{Kind: events.Shutdown, Reason: config.SignalName(cause)})
 		if s.opt.BeforeStop != nil {
 			s.opt.BeforeStop()

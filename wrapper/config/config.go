@@ -5,9 +5,11 @@
 package config
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"reflect"
@@ -130,9 +132,29 @@ func (e *FieldError) Error() string {
 // name, or "CONFIG" for the environment variable). All errors found are
 // returned together, joined.
 func Parse(source string, data []byte) ([]Process, error) {
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("%s: the config is %d bytes, more than %d (4 MiB; a ConfigMap holds 1 MiB)", source, len(data), MaxSize)
+	}
 	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil && err != io.EOF {
 		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	// a second YAML document (---), or a second JSON value: an error where
+	// it starts, not silently ignored with the processes it may hold
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err != io.EOF {
+		if err != nil {
+			line, col := afterFlowList(data)
+			return nil, &FieldError{Source: source, Line: line, Column: col,
+				Msg: fmt.Sprintf("after the list of processes: %v (the config is one list)", strings.TrimPrefix(err.Error(), "yaml: "))}
+		}
+		at := &extra
+		if len(extra.Content) > 0 {
+			at = extra.Content[0]
+		}
+		return nil, &FieldError{Source: source, Line: at.Line, Column: at.Column,
+			Msg: "a second document: the config is one list of processes (remove the '---' or what follows the list)"}
 	}
 	if root.Kind == 0 || len(root.Content) == 0 {
 		return nil, fmt.Errorf("%s: the config is empty: it must be a list of processes", source)
@@ -182,11 +204,21 @@ func Parse(source string, data []byte) ([]Process, error) {
 		}
 		procs = append(procs, p)
 	}
+	if len(errs) > MaxErrors {
+		more := len(errs) - MaxErrors
+		errs = append(errs[:MaxErrors], fmt.Errorf("%s: and %d more errors", source, more))
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return procs, nil
 }
+
+// MaxSize bounds a config: four times what a ConfigMap holds.
+const MaxSize = 4 << 20
+
+// MaxErrors is how many errors Parse returns; the rest are counted.
+const MaxErrors = 100
 
 func nameOf(n *yaml.Node) string {
 	if n.Kind != yaml.MappingNode {
@@ -237,6 +269,29 @@ func validate(d *decoder, n *yaml.Node, raw *rawProcess) Process {
 	default:
 		d.fail(n, "entrypoint", "required: the program to run (or command, the Kubernetes spelling)")
 	}
+
+	// a NUL byte cannot cross execve: every start would fail
+	nul := func(field, v string) {
+		if strings.IndexByte(v, 0) >= 0 {
+			root, _, _ := strings.Cut(strings.SplitN(field, "[", 2)[0], ".")
+			d.fail(child(n, root), field, "holds a NUL byte, which no program's arguments or environment can carry")
+		}
+	}
+	nul("entrypoint", raw.Entrypoint)
+	for i, a := range raw.Command {
+		nul(fmt.Sprintf("command[%d]", i), a)
+	}
+	for i, a := range raw.Args {
+		nul(fmt.Sprintf("args[%d]", i), a)
+	}
+	for _, kv := range raw.Envs {
+		nul("envs."+kv.Key, kv.Value)
+	}
+	for i, e := range raw.Env {
+		nul(fmt.Sprintf("env[%d].value", i), e.Value)
+	}
+	nul("workingDir", raw.WorkingDir)
+	nul("chroot", raw.Chroot)
 
 	if raw.Envs != nil && raw.Env != nil {
 		d.fail(child(n, "env"), "env", "both envs and env are set: use one (env is the Kubernetes spelling)")
@@ -409,4 +464,39 @@ func credential(usr, grp string) (*syscall.Credential, string, error) {
 		}
 	}
 	return cred, home, nil
+}
+
+// afterFlowList finds where the content after a flow list ([...], as CONFIG
+// JSON writes it) starts, for an error at that place: yaml.v3 tells neither
+// where a node ends nor where the content it could not parse begins. It
+// returns 0, 0 when data is not a flow list.
+func afterFlowList(data []byte) (line, col int) {
+	line, col = 1, 1
+	depth, inString, escaped, started := 0, false, false, false
+	for _, c := range data {
+		if started && depth == 0 && c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return line, col
+		}
+		switch {
+		case inString && escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case !inString && (c == '[' || c == '{'):
+			depth++
+			started = true
+		case !inString && (c == ']' || c == '}'):
+			depth--
+		case !started && c != ' ' && c != '\t' && c != '\n' && c != '\r':
+			return 0, 0
+		}
+		if c == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return 0, 0
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -153,6 +154,18 @@ func TestParseErrors(t *testing.T) {
 			[]string{`c.yaml:3:3: process "a": field "bogus": unknown field`, `c.yaml:4:18: process "a": field "restartPolicy"`,
 				`c.yaml:5:15: process "a": field "stopSignal"`, `c.yaml:6:48: process "a": field "readiness.periodSeconds"`,
 				`c.yaml:7:20: process "a": field "logLabels.msg"`}},
+		{"a second YAML document", "- name: a\n  entrypoint: x\n---\n- name: b\n  bogus: 1\n",
+			[]string{`c.yaml:4:1: a second document`}},
+		{"a second JSON value", `[{"name": "a", "entrypoint": "x"}] [{"name": "b", "bogus": 1}]`,
+			[]string{`c.yaml:1:36: after the list of processes: did not find expected <document start>`}},
+		{"trailing garbage after JSON", `[{"name": "a", "entrypoint": "x"}]\n  }`, []string{`c.yaml:1:35: after the list of processes`}},
+		{"seconds beyond int32", "- name: a\n  entrypoint: x\n  readiness: {tcp: {socket: x}, periodSeconds: 9223372036, timeoutSeconds: 2147483648}\n",
+			[]string{`field "readiness.periodSeconds": must be at most 2147483647 seconds`, `field "readiness.timeoutSeconds": must be at most 2147483647 seconds`}},
+		{"a quoted number", "- name: a\n  entrypoint: x\n  readiness: {tcp: {socket: x}, periodSeconds: \"10\"}\n",
+			[]string{`field "readiness.periodSeconds": expected an integer, got str "10"`}},
+		{"NUL bytes", "- name: a\n  entrypoint: \"x\\0\"\n  args: [\"a\\0b\"]\n  envs: {K: \"v\\0\"}\n",
+			[]string{`c.yaml:2:15: process "a": field "entrypoint": holds a NUL byte`, `c.yaml:3:9: process "a": field "args[0]": holds a NUL byte`,
+				`c.yaml:4:9: process "a": field "envs.K": holds a NUL byte`}},
 		{"a field that fails to decode is not also missing", "- name: a\n  entrypoint: {x: 1}\n  restartPolicy: Sometimes\n",
 			[]string{`field "entrypoint": expected a string`, `field "restartPolicy"`}},
 	}
@@ -352,5 +365,35 @@ func TestMetricsTarget(t *testing.T) {
 	}
 	if procs[2].Metrics != nil {
 		t.Errorf("c: %+v", procs[2].Metrics)
+	}
+}
+
+// A config larger than 4 MiB is refused before it is parsed, and the
+// errors of a config of many bad processes stop at 100, then a count.
+func TestParseBounds(t *testing.T) {
+	big := "- {name: a, entrypoint: x, args: [\"" + strings.Repeat("x", MaxSize) + "\"]}\n"
+	if _, err := Parse("c.yaml", []byte(big)); err == nil || !strings.Contains(err.Error(), "more than 4194304") {
+		t.Errorf("a %d-byte config: %v", len(big), err)
+	}
+	var b strings.Builder
+	for i := range 150 {
+		fmt.Fprintf(&b, "- {name: p%d, entrypoint: x, bogus: 1}\n", i)
+	}
+	_, err := Parse("c.yaml", []byte(b.String()))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != MaxErrors+1 || lines[MaxErrors] != "c.yaml: and 50 more errors" {
+		t.Errorf("%d lines, the last %q", len(lines), lines[len(lines)-1])
+	}
+}
+
+// An env file's value with a NUL byte is refused where it is read.
+func TestEnvFileNUL(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "app.env")
+	os.WriteFile(p, []byte("OK=1\nBAD=\"a\\x00b\"\nRAW=a\x00b\n"), 0o644)
+	if _, err := ReadEnvFile(p); err == nil || !strings.Contains(err.Error(), "NUL byte") {
+		t.Errorf("env file with a NUL: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -161,13 +162,22 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		v.SetString(n.Value)
 	case reflect.Int, reflect.Int32, reflect.Int64:
-		if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!str") {
+		// a quoted number ("10") is a string, as the Kubernetes API
+		// server sees it: a wrong type, not a number
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
 			d.fail(n, path, "expected an integer, got %s", kindName(n))
 			return
 		}
 		i, err := strconv.ParseInt(n.Value, 0, 64)
 		if err != nil || v.OverflowInt(i) {
 			d.fail(n, path, "expected an integer, got %q", n.Value)
+			return
+		}
+		// kubelet's seconds fields are int32: beyond, a duration in
+		// nanoseconds overflows (a probe that always fails, spins, or
+		// skips its delay)
+		if strings.HasSuffix(path, "Seconds") && (i > math.MaxInt32 || i < math.MinInt32) {
+			d.fail(n, path, "must be at most %d seconds (an int32, as in Kubernetes), got %s", math.MaxInt32, n.Value)
 			return
 		}
 		v.SetInt(i)

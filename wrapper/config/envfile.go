@@ -68,5 +68,8 @@ func parseEnvLine(line string) (KV, bool, error) {
 			val = val[1 : len(val)-1]
 		}
 	}
+	if strings.IndexByte(val, 0) >= 0 {
+		return KV{}, false, fmt.Errorf("value of %s holds a NUL byte, which no environment can carry", key)
+	}
 	return KV{Key: key, Value: val}, true, nil
 }

@@ -379,3 +379,22 @@ func TestHelp(t *testing.T) {
 		t.Errorf("-help shows the double-dash form or says the shared lock runs inside the wrapper:\n%s", out)
 	}
 }
+
+// A chroot that does not exist (yet) is a start failure that names it, not
+// a load error: a one-shot step that runs earlier may make it.
+func TestMissingChrootNamedAtStart(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("chroot needs root")
+	}
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "jail")
+	w := start(t, config(t, fmt.Sprintf(`
+- {name: jailed, entrypoint: /testchild, args: [exit, "0"], chroot: %q, restartPolicy: Never}`, missing)), opts{})
+	if code := w.wait(5 * time.Second); code != 127 {
+		t.Errorf("exit code %d, want 127", code)
+	}
+	l := w.waitLine(time.Second, "msg", "start failed", "process", "jailed")
+	if !strings.Contains(l["err"], "chroot") || !strings.Contains(l["err"], missing) {
+		t.Errorf("the start error does not name the chroot: %q", l["err"])
+	}
+}

@@ -233,7 +233,7 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 		log.Error("cannot serve the health endpoints", "err", err)
 		return ExitUsage
 	}
-	hs := &health.Server{State: st, Beats: beats, WaitDeadline: opts.WaitDeadline, Log: log, NotReady: met.ReadinessFailed}
+	hs := &health.Server{State: st, Beats: beats, WaitDeadline: opts.WaitDeadline, Log: log, NotReady: met.ReadinessFailed, WaitRefused: met.WaitRefused}
 	hooks := &hook.Runner{Reaper: rp, State: st, Log: log, Environ: sup.Environ, Observer: observers}
 	for _, p := range procs {
 		hooks.Hooks = append(hooks.Hooks, p.PostStart...)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
@@ -29,6 +30,12 @@ type Server struct {
 	// NotReady, when set, hears each 503 of /readiness (the metric
 	// process_wrapper_readiness_failed_total).
 	NotReady func()
+	// MaxWaiters caps the requests held by ?wait at once (zero:
+	// DefaultMaxWaiters); past it a request is answered at once, as
+	// without ?wait, and WaitRefused hears it.
+	MaxWaiters  int
+	WaitRefused func()
+	waiters     atomic.Int64
 
 	mu    sync.Mutex
 	cache [2]cached // per Kind: the answer for one state version
@@ -117,9 +124,35 @@ func Report(kind Kind, v state.View) (bool, string) {
 	return false, b.String()
 }
 
+// DefaultMaxWaiters is how many ?wait requests are held at once: the
+// listener is on the pod network, and each held request costs PID 1 about
+// 17 KiB (its connection, buffers and goroutine).
+const DefaultMaxWaiters = 256
+
+// hold reserves a place for a request that waits; false when all are taken.
+func (s *Server) hold() bool {
+	limit := int64(s.MaxWaiters)
+	if limit <= 0 {
+		limit = DefaultMaxWaiters
+	}
+	if s.waiters.Add(1) > limit {
+		s.waiters.Add(-1)
+		if s.WaitRefused != nil {
+			s.WaitRefused()
+		}
+		return false
+	}
+	return true
+}
+
 func (s *Server) answer(w http.ResponseWriter, r *http.Request, kind Kind) {
 	ok, body, changed := s.current(kind)
-	if !ok && r.URL.Query().Has("wait") {
+	if !ok && r.URL.Query().Has("wait") && !s.hold() {
+		// refused: the connection is not kept either, or a flood of
+		// refused waiters would stay as idle connections
+		w.Header()["Connection"] = []string{"close"}
+	} else if !ok && r.URL.Query().Has("wait") {
+		defer s.waiters.Add(-1)
 		deadline := time.NewTimer(s.WaitDeadline)
 		defer deadline.Stop()
 	wait:

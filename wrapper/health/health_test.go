@@ -7,8 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/process-wrapper/process-wrapper/internal/waitfor"
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/wrapper/probe"
@@ -194,5 +198,41 @@ func BenchmarkReadiness(b *testing.B) {
 				handler.ServeHTTP(rec, req)
 			}
 		})
+	}
+}
+
+// Past MaxWaiters, a ?wait request is answered at once as without ?wait,
+// and counted; a place freed by a waiter that ended serves the next one.
+func TestWaitersAreCapped(t *testing.T) {
+	s, _ := newServer("web")
+	s.WaitDeadline, s.MaxWaiters = time.Hour, 3
+	var refused atomic.Int64
+	s.WaitRefused = func() { refused.Add(1) }
+	h := s.Handler()
+	ctx, cancel := context.WithCancel(context.Background())
+	var held sync.WaitGroup
+	for range 3 {
+		held.Add(1)
+		go func() {
+			defer held.Done()
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/readiness?wait", nil).WithContext(ctx))
+		}()
+	}
+	waitfor.Condition(t, 5*time.Second, "three waiters held", func() bool { return s.waiters.Load() == 3 })
+	if code, body := get(t, h, "/liveness?wait"); code != 200 {
+		t.Errorf("/liveness?wait %d %q: an answer that is already 200 needs no place", code, body)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/readiness?wait", nil)) // would wait an hour if it were held
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), "web: pending") || refused.Load() != 1 {
+		t.Errorf("the fourth waiter: %d %q, %d refused", rec.Code, rec.Body.String(), refused.Load())
+	}
+	if rec.Header().Get("Connection") != "close" {
+		t.Error("a refused waiter's connection is kept open")
+	}
+	cancel()
+	held.Wait()
+	if n := s.waiters.Load(); n != 0 {
+		t.Errorf("%d places still taken after the waiters left", n)
 	}
 }

@@ -36,6 +36,7 @@ type Metrics struct {
 	probeFailures *prometheus.CounterVec
 	hookDuration  *prometheus.HistogramVec
 	readiness     prometheus.Counter
+	waitRefused   prometheus.Counter
 
 	tree *treeCollector
 
@@ -75,11 +76,13 @@ func New(st *state.Store) *Metrics {
 			Buckets: []float64{.01, .1, .5, 1, 5, 10, 30, 60, 300}}, []string{"hook", "result"}),
 		readiness: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "readiness_failed_total",
 			Help: "Answers of /readiness that were 503."}),
+		waitRefused: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "wait_refused_total",
+			Help: "Requests with ?wait answered at once because the most waiters were already held."}),
 		probes: map[probeKey]probeSeries{},
 	}
 	m.tree = newTreeCollector(st)
 	m.reg.MustRegister(m.starts, m.restarts, m.exits, m.runDuration, m.probeDuration, m.probeFailures, m.hookDuration,
-		m.readiness, newStateCollector(st), m.tree,
+		m.readiness, m.waitRefused, newStateCollector(st), m.tree,
 		&lazy{make: func() prometheus.Collector { return collectors.NewGoCollector() }},
 		&lazy{make: func() prometheus.Collector { return collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}) }})
 	return m
@@ -129,6 +132,10 @@ func (m *Metrics) Gatherer() prometheus.Gatherer {
 
 // ReadinessFailed counts one 503 of /readiness.
 func (m *Metrics) ReadinessFailed() { m.readiness.Inc() }
+
+// WaitRefused counts one ?wait request answered at once (the cap of held
+// waiters was reached).
+func (m *Metrics) WaitRefused() { m.waitRefused.Inc() }
 
 // Observe implements events.Observer.
 func (m *Metrics) Observe(e *events.Event) {

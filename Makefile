@@ -19,7 +19,7 @@ NOINLINE := -gcflags=all=-l -gcflags=runtime/...= -gcflags=internal/...= -gcflag
 MODULES := internal wrapper sharedlock metadatamock metricsmock prommerge
 FUZZTIME ?= 10s
 
-.PHONY: all build run test test-unit test-race test-fuzz test-integration vet bench clean services docker-build-slim
+.PHONY: all build run test test-unit test-race test-fuzz test-integration vet bench bench-run clean docker-build-slim
 
 all: build
 
@@ -44,11 +44,12 @@ vet:
 	$(GO) vet $(addsuffix /...,$(addprefix ./,$(MODULES) cmd integration))
 	@out=$$(gofmt -l $(MODULES) cmd integration); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: vet services test-race test-unit test-fuzz test-integration
-
-# PostgreSQL and RabbitMQ on loopback for the sql and amqp probe tests
-services:
-	.ci/services
+# The run's own PostgreSQL, RabbitMQ and etcd (.ci/services): started on
+# ports chosen free, their addresses passed to the tests through the
+# environment, stopped at the end whether the tests pass or not.
+test: vet
+	@run=$$(.ci/services start) && trap '.ci/services stop '"$$run" EXIT && . "$$run/env" && \
+		$(MAKE) --no-print-directory test-race test-unit test-fuzz test-integration
 
 # the wrapper module under the race detector (its end-to-end tests then run a
 # race-built wrapper binary too), and the shared-lock server (its lease pool,
@@ -70,7 +71,11 @@ test-integration:
 
 # the peers measured beside the wrapper come from Debian's packages; the
 # shared lock is measured against the etcd of .ci/services too
-bench: build services
+bench: build
+	@run=$$(.ci/services start) && trap '.ci/services stop '"$$run" EXIT && . "$$run/env" && \
+		$(MAKE) --no-print-directory bench-run
+
+bench-run:
 	@command -v tini >/dev/null && command -v dumb-init >/dev/null && command -v supervisord >/dev/null && command -v wrk >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tini dumb-init supervisor wrk; }
 	$(GO) test -run XXX -bench . -benchmem ./internal/logline ./wrapper/relay ./wrapper/health

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -225,10 +224,9 @@ func TestSharedLockFlag(t *testing.T) {
 		t.Errorf("%v %s", err, out)
 	}
 	// with an external etcd (.ci/services): the server runs beside the processes
-	if c, err := net.DialTimeout("tcp", "127.0.0.1:52379", time.Second); err != nil {
-		t.Fatalf("no etcd on 127.0.0.1:52379: start it with .ci/services (make test does): %v", err)
-	} else {
-		c.Close()
+	etcd := os.Getenv("PW_TEST_ETCD_ENDPOINTS")
+	if etcd == "" {
+		t.Fatal("PW_TEST_ETCD_ENDPOINTS unset: the run's own etcd (make test starts it with .ci/services start)")
 	}
 	socket := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	w := start(t, config(t, `
@@ -237,7 +235,7 @@ func TestSharedLockFlag(t *testing.T) {
   args: [sleep]
   sharedLock: {name: flag-test, ttlSeconds: 5, holdUntil: started}`), opts{
 		args: []string{"-shared-lock", "-shared-lock-url", "http://" + socket},
-		env:  []string{"SHARED_LEASE_ETCD_ENDPOINTS=127.0.0.1:52379", "SHARED_LEASE_SOCKET=" + socket}})
+		env:  []string{"SHARED_LEASE_ETCD_ENDPOINTS=" + etcd, "SHARED_LEASE_SOCKET=" + socket}})
 	w.waitLine(30*time.Second, "msg", "shared lock released", "process", "user")
 	waitfor.Condition(t, 5*time.Second, "the shared-lock server's own log line", func() bool {
 		for _, l := range w.find("app", "shared-lock") {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -16,35 +17,30 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// The real servers of .ci/services (started by `make test`).
-func pgDSN(t *testing.T) string {
-	dsn := os.Getenv("PW_TEST_PG_DSN")
-	if dsn == "" {
-		dsn = "postgres://pw:pw-secret@127.0.0.1:55432/pw?sslmode=disable"
-	}
-	need(t, dsn, "127.0.0.1:55432", "PostgreSQL")
-	return dsn
-}
+// The real servers of this run's .ci/services (make test starts them and
+// passes their addresses in the environment): never a server found on a
+// fixed port, which could be another program's.
+func pgDSN(t *testing.T) string { return serviceDSN(t, "PW_TEST_PG_DSN", "PostgreSQL") }
 
-func amqpDSN(t *testing.T) string {
-	dsn := os.Getenv("PW_TEST_AMQP_DSN")
-	if dsn == "" {
-		dsn = "amqp://guest:guest@127.0.0.1:56720/"
-	}
-	need(t, dsn, "127.0.0.1:56720", "RabbitMQ")
-	return dsn
-}
+func amqpDSN(t *testing.T) string { return serviceDSN(t, "PW_TEST_AMQP_DSN", "RabbitMQ") }
 
-func need(t *testing.T, dsn, addr, what string) {
+func serviceDSN(t *testing.T, env, what string) string {
 	t.Helper()
-	if os.Getenv("PW_TEST_PG_DSN") != "" || os.Getenv("PW_TEST_AMQP_DSN") != "" {
-		return
+	dsn := os.Getenv(env)
+	if dsn == "" {
+		t.Fatalf("%s unset: %s is this run's own (make test starts it with .ci/services start and sets %s)", env, what, env)
 	}
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	return dsn
+}
+
+// hostOf is the host:port of a DSN.
+func hostOf(t *testing.T, dsn string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
 	if err != nil {
-		t.Fatalf("%s is not running on %s: start it with .ci/services (make test does): %v", what, addr, err)
+		t.Fatal(err)
 	}
-	c.Close()
+	return u.Host
 }
 
 // proxy forwards a loopback port to target until cut; it belongs to the
@@ -103,11 +99,8 @@ func (p *proxy) cut() {
 
 func (p *proxy) restore(t *testing.T) { p.listen(t, p.addr) }
 
-func replaceHost(dsn, addr string) string {
-	for _, a := range []string{"127.0.0.1:55432", "127.0.0.1:56720"} {
-		dsn = strings.Replace(dsn, a, addr, 1)
-	}
-	return dsn
+func replaceHost(t *testing.T, dsn, addr string) string {
+	return strings.Replace(dsn, hostOf(t, dsn), addr, 1)
 }
 
 func TestSQL(t *testing.T) {
@@ -164,9 +157,9 @@ func TestAMQP(t *testing.T) {
 	}
 
 	// the DSN from the wrapper's template and credentials
-	tmpl := &Target{Process: "p", AMQP: AMQPDefaults{DSNTemplate: "amqp://$(AMQP_PROBE_RABBITMQ_USER):$(AMQP_PROBE_RABBITMQ_PASS)@127.0.0.1:56720/", User: "guest", Pass: "guest"}}
+	tmpl := &Target{Process: "p", AMQP: AMQPDefaults{DSNTemplate: "amqp://$(AMQP_PROBE_RABBITMQ_USER):$(AMQP_PROBE_RABBITMQ_PASS)@" + hostOf(t, amqpDSN(t)) + "/", User: "guest", Pass: "guest"}}
 	wantErr(t, check(t, "amqp: {queue: pw-probe-test}", tmpl), "")
-	plain := &Target{Process: "p", AMQP: AMQPDefaults{DSNTemplate: "amqp://127.0.0.1:56720/", User: "guest", Pass: "guest"}}
+	plain := &Target{Process: "p", AMQP: AMQPDefaults{DSNTemplate: "amqp://" + hostOf(t, amqpDSN(t)) + "/", User: "guest", Pass: "guest"}}
 	wantErr(t, check(t, "amqp: {}", plain), "")
 	if _, err := New(parseProbe(t, "amqp: {}"), &Target{Process: "p"}); err == nil || !strings.Contains(err.Error(), "AMQP_PROBE_RABBITMQ_DSN_TEMPLATE") {
 		t.Errorf("no dsn and no template: %v", err)
@@ -200,15 +193,16 @@ func TestAMQP(t *testing.T) {
 // again when the server is back.
 func TestServerGoneMidRun(t *testing.T) {
 	for _, c := range []struct {
-		kind, server string
-		dsn          func(*testing.T) string
+		kind string
+		dsn  func(*testing.T) string
 	}{
-		{"sql", "127.0.0.1:55432", pgDSN},
-		{"amqp", "127.0.0.1:56720", amqpDSN},
+		{"sql", pgDSN},
+		{"amqp", amqpDSN},
 	} {
 		t.Run(c.kind, func(t *testing.T) {
-			p := newProxy(t, c.server)
-			probe := fmt.Sprintf("%s: {dsn: %q}", c.kind, replaceHost(c.dsn(t), p.addr))
+			dsn := c.dsn(t)
+			p := newProxy(t, hostOf(t, dsn))
+			probe := fmt.Sprintf("%s: {dsn: %q}", c.kind, replaceHost(t, dsn, p.addr))
 			wantErr(t, check(t, probe, nil), "")
 			p.cut()
 			wantErr(t, check(t, probe, nil), "connection refused")

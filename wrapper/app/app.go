@@ -39,6 +39,7 @@ import (
 	"github.com/process-wrapper/process-wrapper/wrapper/signals"
 	"github.com/process-wrapper/process-wrapper/wrapper/state"
 	"github.com/process-wrapper/process-wrapper/wrapper/supervisor"
+	"golang.org/x/sys/unix"
 )
 
 // exitIdle is how long the exit waits for a stdout that does not move any
@@ -70,6 +71,19 @@ func Main(args []string, stdout io.Writer) int {
 		return 0
 	}
 	log.SetDebug(opts.Debug)
+	if !opts.Dumpable {
+		// not dumpable: a process of the wrapper's uid without
+		// CAP_SYS_PTRACE cannot read /proc/<wrapper>/environ (CONFIG and
+		// the probe passwords stay in the initial environ block whatever
+		// the processes are given) nor ptrace it; the README lists what
+		// this costs and -dumpable
+		if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+			log.Warn("cannot make the wrapper non-dumpable: processes of its uid can read its environment", "err", err)
+		}
+	}
+	for _, f := range opts.CmdlineSecrets() {
+		log.Warn("a password on the command line is readable by anyone in /proc/<pid>/cmdline: give the URL with the -file form", "flag", f)
+	}
 	if err := ensureEmptySigmask(); err != nil {
 		log.Warn("children may inherit a blocked signal mask", "err", err)
 	}

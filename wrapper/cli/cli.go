@@ -6,7 +6,10 @@ package cli
 import (
 	"bytes"
 	"fmt"
+	"net/url"
+	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/process-wrapper/process-wrapper/internal/service"
@@ -20,12 +23,15 @@ type Options struct {
 	Debug                    bool          `name:"debug" help:"Log the wrapper's debug messages."`
 	EnvoyDrain               bool          `name:"envoy-drain" help:"Drain envoy (ENVOY_DRAIN_URL) when the node is preempted."`
 	GracefulShutdownDeadline time.Duration `name:"graceful-shutdown-deadline" default:"10s" help:"After SIGTERM, how long processes have to exit before SIGKILL. Keep it below the pod's terminationGracePeriodSeconds (default ${default})."`
-	PyroscopeURL             string        `name:"pyroscope-url" help:"Send continuous profiles of the wrapper to this Pyroscope server." placeholder:"URL"`
+	PyroscopeURL             string        `name:"pyroscope-url" help:"Send continuous profiles of the wrapper to this Pyroscope server (a password in it is readable in /proc/PID/cmdline: use -pyroscope-url-file)." placeholder:"URL"`
+	PyroscopeURLFile         string        `name:"pyroscope-url-file" help:"Read -pyroscope-url from this file (a mounted Secret)." placeholder:"FILE"`
+	Dumpable                 bool          `name:"dumpable" help:"Keep the wrapper dumpable: processes of its uid can then read its environment (CONFIG, AMQP_PROBE_RABBITMQ_PASS) through /proc, and cmd > /proc/1/fd/1, /proc/1/root, core dumps and debuggers work."`
 	ReadinessFile            string        `name:"readiness-file" default:"/tmp/started" help:"File written once every process is started and ready (default ${default})." placeholder:"FILE"`
 	Install                  string        `name:"install" help:"Injection: copy this binary (and shared-lock, when beside it) into DIR, then exit (an init container's command; a scratch image has no cp)." placeholder:"DIR"`
 	HTTPAddress              string        `name:"http-address" default:"0.0.0.0:8111" help:"Address of /liveness, /readiness, /metrics and /prommerge (default ${default})." placeholder:"HOST:PORT"`
 	SharedLock               bool          `name:"shared-lock" help:"Also run the shared-lock server, as one more process: the shared-lock binary beside the wrapper or in PATH (needs SHARED_LEASE_ETCD_ENDPOINTS)."`
 	SharedLockURL            string        `name:"shared-lock-url" default:"http://localhost:8191" help:"Shared-lock server that sharedLock processes take their lease from (default ${default})." placeholder:"URL"`
+	SharedLockURLFile        string        `name:"shared-lock-url-file" help:"Read -shared-lock-url from this file (a mounted Secret: a user:password in it stays out of /proc/PID/cmdline)." placeholder:"FILE"`
 	SkipCommands             []string      `name:"skip-commands" sep:"," help:"Names of processes of the config not to run (comma separated); an unknown name is a warning." placeholder:"NAME"`
 	Version                  bool          `name:"version" help:"Print the version and exit."`
 	Wait                     bool          `name:"wait" help:"Client mode: wait until the wrapper on this host is ready, then exit 0."`
@@ -33,7 +39,7 @@ type Options struct {
 }
 
 // boolFlags take no value; every other long flag takes one.
-var boolFlags = map[string]bool{"debug": true, "envoy-drain": true, "shared-lock": true, "version": true, "wait": true, "help": true, "h": true}
+var boolFlags = map[string]bool{"dumpable": true, "debug": true, "envoy-drain": true, "shared-lock": true, "version": true, "wait": true, "help": true, "h": true}
 
 // Normalize rewrites Go-style single-dash long flags (-config x) into the
 // double-dash form kong reads (see service.NormalizeFlags).
@@ -57,7 +63,49 @@ func Parse(args []string, exit func(int)) (*Options, error) {
 	if _, err := p.Parse(Normalize(args)); err != nil {
 		return nil, err
 	}
+	for _, f := range []struct {
+		flag, file string
+		v          *string
+		set        bool
+	}{
+		{"pyroscope-url", o.PyroscopeURLFile, &o.PyroscopeURL, o.PyroscopeURL != ""},
+		{"shared-lock-url", o.SharedLockURLFile, &o.SharedLockURL, o.SharedLockURL != "http://localhost:8191"},
+	} {
+		if f.file == "" {
+			continue
+		}
+		if f.set {
+			return nil, fmt.Errorf("-%s and -%s-file: give one", f.flag, f.flag)
+		}
+		b, err := os.ReadFile(f.file)
+		if err != nil {
+			return nil, fmt.Errorf("-%s-file: %w", f.flag, err)
+		}
+		if *f.v = strings.TrimSpace(string(b)); *f.v == "" {
+			return nil, fmt.Errorf("-%s-file %s is empty", f.flag, f.file)
+		}
+	}
 	return &o, nil
+}
+
+// CmdlineSecrets names the flags given on the command line whose value
+// holds a password, which anyone can read in /proc/PID/cmdline.
+func (o *Options) CmdlineSecrets() []string {
+	var flags []string
+	for _, f := range []struct{ name, file, v string }{
+		{"pyroscope-url", o.PyroscopeURLFile, o.PyroscopeURL},
+		{"shared-lock-url", o.SharedLockURLFile, o.SharedLockURL},
+	} {
+		if f.file != "" {
+			continue
+		}
+		if u, err := url.Parse(f.v); err == nil && u.User != nil {
+			if _, has := u.User.Password(); has {
+				flags = append(flags, "-"+f.name)
+			}
+		}
+	}
+	return flags
 }
 
 // longFlag is a double-dash long flag in kong's help.

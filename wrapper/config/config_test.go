@@ -166,6 +166,10 @@ func TestParseErrors(t *testing.T) {
 		{"NUL bytes", "- name: a\n  entrypoint: \"x\\0\"\n  args: [\"a\\0b\"]\n  envs: {K: \"v\\0\"}\n",
 			[]string{`c.yaml:2:15: process "a": field "entrypoint": holds a NUL byte`, `c.yaml:3:9: process "a": field "args[0]": holds a NUL byte`,
 				`c.yaml:4:9: process "a": field "envs.K": holds a NUL byte`}},
+		{"a malformed DSN with a password", "- name: a\n  entrypoint: x\n  readiness: {sql: {dsn: 'postgres://app:s3/cr#et@db/x'}}\n" +
+			"  liveness: {amqp: {dsn: 'amqp://app:s3cret%zz@mq/'}}\n  startup: {http: {url: 'http://u:s3cret@h:port/x'}}\n",
+			[]string{`c.yaml:3:26: process "a": field "readiness.sql.dsn": not a valid URL`, `c.yaml:4:26: process "a": field "liveness.amqp.dsn": not a valid URL`,
+				`c.yaml:5:25: process "a": field "startup.http.url"`}},
 		{"a field that fails to decode is not also missing", "- name: a\n  entrypoint: {x: 1}\n  restartPolicy: Sometimes\n",
 			[]string{`field "entrypoint": expected a string`, `field "restartPolicy"`}},
 	}
@@ -179,6 +183,9 @@ func TestParseErrors(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q\ndoes not contain %q", err, w)
 				}
+			}
+			if strings.Contains(err.Error(), "s3") {
+				t.Errorf("a secret is shown: %v", err)
 			}
 			if n := strings.Count(err.Error(), "\n") + 1; n > len(tc.want) && len(tc.want) > 1 {
 				t.Errorf("%d errors, want %d (each mistake once):\n%v", n, len(tc.want), err)

@@ -239,12 +239,17 @@ func validateProbe(d *decoder, n *yaml.Node, field, which string, raw *rawProbe)
 		p.SQL = raw.SQL
 		if p.SQL.DSN == "" {
 			bad("dsn", "required: a PostgreSQL connection string")
+		} else if err := checkDSN(p.SQL.DSN); err != nil {
+			bad("dsn", "%v", err)
 		}
 		if p.SQL.Query == "" {
 			p.SQL.Query = "SELECT 1"
 		}
 	case "amqp":
 		p.AMQP = raw.AMQP
+		if err := checkDSN(p.AMQP.DSN); err != nil {
+			bad("dsn", "%v", err)
+		}
 	case "floatingPid":
 		p.FloatingPid = raw.FloatingPid
 		if p.FloatingPid.PidFile == "" {
@@ -363,26 +368,66 @@ func parseStatusRanges(s string) ([][2]int, error) {
 	return out, nil
 }
 
-// Redact hides the password of a URL or DSN for logs and bodies.
+// Redact hides the secrets of a URL or DSN, or of a text that quotes one
+// (an error message), for logs and bodies: the password of every
+// scheme://user:password@ in it, even one a URL parser refuses (a '/', '#',
+// space or bad escape in it), a key=value password, and the values of
+// query parameters whose names say secret (token, key, password, secret,
+// signature...).
 func Redact(s string) string {
-	if u, err := url.Parse(s); err == nil && u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			return u.String()
+	s = redactUserinfo(s)
+	s = secretParam.ReplaceAllString(s, "${1}xxxxx")
+	// key=value DSNs (PostgreSQL): password=secret, password='a b'
+	return dsnPassword.ReplaceAllString(s, "${1}xxxxx")
+}
+
+var (
+	secretParam = regexp.MustCompile(`(?i)([?&;](?:[a-z0-9_.-]*(?:token|secret|passw(?:or)?d|pass|pwd|key|signature|sig|auth|credential)[a-z0-9_.-]*)=)[^&#\s"']*`)
+	dsnPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s"]*)`)
+)
+
+// redactUserinfo replaces the password of each scheme://user:password@ in s
+// by xxxxx. The userinfo runs from the "://" to the last '@' before the
+// text ends, or a quote or line end ends it: a password may hold '/', '#',
+// spaces, '@'.
+func redactUserinfo(s string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "://")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
 		}
-		return s
-	}
-	// key=value DSNs (PostgreSQL): password=secret
-	fields := strings.Fields(s)
-	changed := false
-	for i, f := range fields {
-		if k, _, ok := strings.Cut(f, "="); ok && strings.EqualFold(k, "password") {
-			fields[i] = k + "=xxxxx"
-			changed = true
+		rest := s[i+3:]
+		end := strings.IndexAny(rest, "\"'\n")
+		if end < 0 {
+			end = len(rest)
 		}
+		at := strings.LastIndexByte(rest[:end], '@')
+		colon := strings.IndexByte(rest[:max(at, 0)], ':')
+		if at < 0 || colon < 0 || strings.ContainsAny(rest[:colon], "/?#@ ") {
+			b.WriteString(s[:i+3])
+			s = rest
+			continue
+		}
+		b.WriteString(s[:i+3])
+		b.WriteString(rest[:colon+1])
+		b.WriteString("xxxxx")
+		s = rest[at:]
 	}
-	if changed {
-		return strings.Join(fields, " ")
+}
+
+// checkDSN refuses, at load and with the field's place, a URL-form DSN that
+// no driver could parse; the error never shows its password. A DSN with
+// $(VAR) is checked once expanded, when the probe is built.
+func checkDSN(dsn string) error {
+	if !strings.Contains(dsn, "://") || strings.Contains(dsn, "$(") {
+		return nil
 	}
-	return s
+	if _, err := url.Parse(dsn); err != nil {
+		// the parser's own words may quote a piece of the password
+		// (invalid port ":pa" after host): they are not shown
+		return fmt.Errorf("not a valid URL (a password with '/', '#', '@', '%%' or a space must be percent-encoded): %s", Redact(dsn))
+	}
+	return nil
 }

@@ -96,6 +96,17 @@ func TestRedact(t *testing.T) {
 		"host=db user=app password=s3cret dbname=x":       "host=db user=app password=xxxxx dbname=x",
 		"http://example.com/no/secret":                    "http://example.com/no/secret",
 		"http://user@example.com/":                        "http://user@example.com/",
+		// what a URL parser refuses still loses its password
+		"postgres://app:s3/cret@db/x":                                     "postgres://app:xxxxx@db/x",
+		"amqp://app:s3#cret@mq/":                                          "amqp://app:xxxxx@mq/",
+		"amqp://app:s3 cret@mq/":                                          "amqp://app:xxxxx@mq/",
+		"postgres://app:s3cret%zz@db/x":                                   "postgres://app:xxxxx@db/x",
+		`parse "postgres://app:s3cret%zz@db/x": invalid URL escape "%zz"`: `parse "postgres://app:xxxxx@db/x": invalid URL escape "%zz"`,
+		"host=db password='s3 cret' dbname=x":                             "host=db password=xxxxx dbname=x",
+		"http://127.0.0.1:8080/health?token=s3cret&x=1":                   "http://127.0.0.1:8080/health?token=xxxxx&x=1",
+		"http://h/p?api_key=s3cret&X-Signature=s3cret":                    "http://h/p?api_key=xxxxx&X-Signature=xxxxx",
+		"http://h/p?access_token=s3cret#frag":                             "http://h/p?access_token=xxxxx#frag",
+		"http://h:8080/p?page=2":                                          "http://h:8080/p?page=2",
 	} {
 		if got := Redact(in); got != want || strings.Contains(got, "s3cret") {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)

@@ -398,3 +398,36 @@ func TestMissingChrootNamedAtStart(t *testing.T) {
 		t.Errorf("the start error does not name the chroot: %q", l["err"])
 	}
 }
+
+// By default a process running as the wrapper's own uid, without
+// CAP_SYS_PTRACE, cannot read the wrapper's initial environment (CONFIG,
+// the probe passwords) through /proc; with -dumpable it can. The wrapper
+// runs as nobody (setpriv drops every capability with root), so that the
+// check is not passed by root's CAP_SYS_PTRACE.
+func TestEnvironNotReadableByProcesses(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("setpriv --reuid needs root")
+	}
+	t.Parallel()
+	for _, dumpable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("dumpable=%v", dumpable), func(t *testing.T) {
+			t.Parallel()
+			cfg := `[{"name": "peek", "entrypoint": "sh", "restartPolicy": "Never",
+			  "args": ["-c", "n=$(tr '\\0' '\\n' < /proc/$PPID/environ | grep -c '^CONFIG=' || true); echo readable=$n"]}]`
+			args := []string{"-readiness-file", fmt.Sprintf("/tmp/pw-dumpable-%d-%v", os.Getpid(), dumpable)}
+			if dumpable {
+				args = append(args, "-dumpable")
+			}
+			w := start(t, "", opts{prefix: []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"},
+				env: []string{"CONFIG=" + cfg, "AMQP_PROBE_RABBITMQ_PASS=s3cret"}, args: args})
+			if code := w.wait(10 * time.Second); code != 0 {
+				t.Fatalf("exit code %d", code)
+			}
+			want := "readable=0"
+			if dumpable {
+				want = "readable=1"
+			}
+			w.waitLine(time.Second, "app", "peek", "msg", want)
+		})
+	}
+}

@@ -15,13 +15,8 @@ import (
 	"unsafe"
 
 	"github.com/process-wrapper/process-wrapper/internal/waitfor"
+	pwconfig "github.com/process-wrapper/process-wrapper/wrapper/config"
 )
-
-// signalName is the name kill -l gives signal n, with SIG.
-var signalName = [...]string{1: "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
-	"SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT",
-	"SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH",
-	"SIGIO", "SIGPWR", "SIGSYS"}
 
 // notForwarded are the signals that kill can send and the wrapper keeps
 // (SPEC.md): the three it stops on, SIGPIPE (taken and ignored), SIGCHLD
@@ -66,10 +61,10 @@ func TestEverySignalIsForwarded(t *testing.T) {
 			if err := syscall.Kill(pid, n); err != nil {
 				t.Fatal(err)
 			}
-			w.waitLine(5*time.Second, "app", "trap", "msg", "got "+signalName[n])
-			w.waitLine(5*time.Second, "msg", "forwarded signal", "process", "trap", "signal", signalName[n])
+			w.waitLine(5*time.Second, "app", "trap", "msg", "got "+pwconfig.SignalName(n))
+			w.waitLine(5*time.Second, "msg", "forwarded signal", "process", "trap", "signal", pwconfig.SignalName(n))
 			if st := procState(pid); st == "T" || st == "" || st == "Z" {
-				t.Fatalf("after %s the wrapper's state is %q", signalName[n], st)
+				t.Fatalf("after %s the wrapper's state is %q", pwconfig.SignalName(n), st)
 			}
 		}
 		// kept by the wrapper: nothing reaches the process, nothing happens
@@ -136,11 +131,11 @@ func TestStoppedProcess(t *testing.T) {
 		}
 		for i, sig := range []syscall.Signal{syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU} {
 			syscall.Kill(pid, sig)
-			waitfor.Condition(t, 5*time.Second, signalName[sig]+" to stop the process", func() bool { return procState(child) == "T" })
-			w.waitLine(5*time.Second, "msg", "process stopped by a signal: it runs again on SIGCONT", "process", "app", "signal", signalName[sig])
+			waitfor.Condition(t, 5*time.Second, pwconfig.SignalName(sig)+" to stop the process", func() bool { return procState(child) == "T" })
+			w.waitLine(5*time.Second, "msg", "process stopped by a signal: it runs again on SIGCONT", "process", "app", "signal", pwconfig.SignalName(sig))
 			waitfor.Condition(t, 5*time.Second, "/metrics to show it suspended", func() bool { return suspended() == 1 })
 			if st := procState(pid); st == "T" {
-				t.Fatalf("%s stopped the wrapper", signalName[sig])
+				t.Fatalf("%s stopped the wrapper", pwconfig.SignalName(sig))
 			}
 			if i == 2 {
 				break // shut down with the process stopped

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -209,5 +210,35 @@ func TestServerGoneMidRun(t *testing.T) {
 			p.restore(t)
 			wantErr(t, check(t, probe, nil), "")
 		})
+	}
+}
+
+// The servers the tests use are the run's own, started by .ci/services in
+// its directory: never a server that merely answers on a known port.
+func TestServicesAreTheRunsOwn(t *testing.T) {
+	dir := os.Getenv("PW_TEST_SERVICES_DIR")
+	if dir == "" {
+		t.Fatal("PW_TEST_SERVICES_DIR unset: make test starts the run's own services with .ci/services start")
+	}
+	conn, err := pgconn.Connect(context.Background(), pgDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	res, err := conn.Exec(context.Background(), "SHOW data_directory").ReadAll()
+	if err != nil || len(res) != 1 || len(res[0].Rows) != 1 {
+		t.Fatalf("SHOW data_directory: %v", err)
+	}
+	if got := string(res[0].Rows[0][0]); !strings.HasPrefix(got, dir+"/") {
+		t.Errorf("PostgreSQL serves %s, not the run's %s", got, dir)
+	}
+	resp, err := http.Post("http://"+os.Getenv("PW_TEST_ETCD_ENDPOINTS")+"/v3/cluster/member/list", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if member := os.Getenv("PW_TEST_ETCD_MEMBER"); member == "" || !strings.Contains(string(body), `"name":"`+member+`"`) {
+		t.Errorf("etcd's members %s, want the run's %q", body, member)
 	}
 }

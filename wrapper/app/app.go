@@ -46,7 +46,7 @@ import (
 // more, to write the wrapper's last lines; with the supervisor's own wait
 // for the processes' last lines, the wrapper exits within about a second
 // of its processes' end whatever its stdout does.
-const exitIdle = 300 * time.Millisecond
+const exitIdle = 200 * time.Millisecond
 
 // ExitUsage is the exit code for a bad command line, environment or config:
 // nothing was started.

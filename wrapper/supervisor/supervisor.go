@@ -151,7 +151,7 @@ func (s *Supervisor) drain() {
 
 // drainIdle is how long the exit waits for a stdout that does not move any
 // more to take the processes' last lines.
-const drainIdle = 500 * time.Millisecond
+const drainIdle = 300 * time.Millisecond
 
 // record keeps the final exit of a process for the wrapper's exit code.
 func (s *Supervisor) record(code int) {

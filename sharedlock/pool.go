@@ -43,7 +43,7 @@ type idleLease struct {
 }
 
 func newLeasePool(cli *clientv3.Client) *leasePool {
-	return &leasePool{cli: cli, idleFor: time.Minute, maxIdle: 256, idle: map[int64][]idleLease{}}
+	return &leasePool{cli: cli, idleFor: time.Minute, maxIdle: 32, idle: map[int64][]idleLease{}}
 }
 
 // take returns an idle lease of ttl seconds asked, and the TTL etcd

@@ -11,7 +11,6 @@ import (
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
 )
 
@@ -41,7 +40,17 @@ func New(cfg Config, log *logline.Logger) (*Server, error) {
 			return nil, err
 		}
 		s.etcd = e
-		s.cli = v3client.New(e.Server)
+		// a gRPC client of the embedded etcd's own listener, not the
+		// in-process one of v3client: that one's watch stream is a pair of
+		// channels without flow control, and hundreds of waiters leaving
+		// at once (their watches cancelled together) deadlock it, which
+		// stops every wait on every lock until a restart
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{cfg.EmbeddedClientURL}, DialTimeout: cfg.DialTimeout, Logger: zap.NewNop()})
+		if err != nil {
+			s.closeEtcd()
+			return nil, fmt.Errorf("embedded etcd's client: %w", err)
+		}
+		s.cli = cli
 		log.Info("embedded etcd started", "data_dir", cfg.DataDir, "client_url", cfg.EmbeddedClientURL)
 	} else {
 		cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: cfg.DialTimeout, Logger: zap.NewNop()})
@@ -125,10 +134,11 @@ func (s *Server) Close() {
 }
 
 func (s *Server) closeEtcd() {
+	if s.cli != nil {
+		s.cli.Close()
+	}
 	if s.etcd != nil {
 		s.etcd.Close()
 		<-s.etcd.Server.StopNotify()
-	} else {
-		s.cli.Close()
 	}
 }

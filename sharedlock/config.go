@@ -17,6 +17,9 @@ import (
 type Config struct {
 	// Listen is the HTTP address (SHARED_LEASE_SOCKET), ":8191" by default.
 	Listen string
+	// TokenFile holds the bearer token every /v1/ request must carry
+	// (SHARED_LEASE_TOKEN_FILE); empty: no token.
+	TokenFile string
 	// Endpoints of an existing etcd cluster (SHARED_LEASE_ETCD_ENDPOINTS,
 	// comma separated). Empty: an embedded single-node etcd in DataDir.
 	Endpoints []string
@@ -55,8 +58,12 @@ func DefaultConfig() Config {
 	}
 }
 
-// FromEnv applies SHARED_LEASE_SOCKET and SHARED_LEASE_ETCD_ENDPOINTS.
+// FromEnv applies SHARED_LEASE_SOCKET, SHARED_LEASE_ETCD_ENDPOINTS and
+// SHARED_LEASE_TOKEN_FILE.
 func (c *Config) FromEnv() {
+	if v := os.Getenv("SHARED_LEASE_TOKEN_FILE"); v != "" {
+		c.TokenFile = v
+	}
 	if v := os.Getenv("SHARED_LEASE_SOCKET"); v != "" {
 		c.Listen = v
 	}

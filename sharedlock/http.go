@@ -2,6 +2,7 @@ package sharedlock
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,12 +17,14 @@ import (
 // The HTTP API (JSON bodies):
 //
 //	POST /v1/locks/{name}/acquire    {"owner", "ttlSeconds", "waitSeconds"}  200 Grant | 409 held | 423 wait ended
-//	POST /v1/locks/{name}/keepalive  {"owner", "lease", "token"}             200 {"ttlSeconds"} | 410 lost | 403 not holder
-//	POST /v1/locks/{name}/release    {"owner", "lease", "token"}             200 | 410 already gone | 403 not holder
-//	GET  /v1/locks/{name}                                                   200 Holder
-//	GET  /healthz, GET /metrics
+//	POST /v1/locks/{name}/keepalive  {"owner", "lease", "secret", "token"}   200 {"ttlSeconds"} | 410 lost | 403 not holder
+//	POST /v1/locks/{name}/release    {"owner", "lease", "secret", "token"}   200 | 410 already gone | 403 not holder
+//	GET  /v1/locks/{name}                                                   200 Holder (no lease, token or secret)
+//	GET  /healthz, GET /metrics                                             open, without the bearer token
 //
-// A bad name, owner, TTL, wait or body is a 400 whose error names the field.
+// A bad name, owner, TTL, wait or body is a 400 whose error names the
+// field. With a token (SHARED_LEASE_TOKEN_FILE), every /v1/ request needs
+// "Authorization: Bearer <token>", or gets 401.
 
 type acquireRequest struct {
 	Owner       string `json:"owner"`
@@ -35,6 +38,8 @@ type leaseRequest struct {
 	// Token, when given, is the grant's fencing token: the request is
 	// then about that grant only (a lease is used again after a release).
 	Token int64 `json:"token"`
+	// Secret is the grant's, from the acquire answer: required.
+	Secret string `json:"secret"`
 }
 
 type errorBody struct {
@@ -47,13 +52,30 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 // Handler returns the HTTP API.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/locks/{name}/acquire", s.acquire)
-	mux.HandleFunc("POST /v1/locks/{name}/keepalive", s.keepAlive)
-	mux.HandleFunc("POST /v1/locks/{name}/release", s.release)
-	mux.HandleFunc("GET /v1/locks/{name}", s.inspect)
+	mux.HandleFunc("POST /v1/locks/{name}/acquire", s.authorized(s.acquire))
+	mux.HandleFunc("POST /v1/locks/{name}/keepalive", s.authorized(s.keepAlive))
+	mux.HandleFunc("POST /v1/locks/{name}/release", s.authorized(s.release))
+	mux.HandleFunc("GET /v1/locks/{name}", s.authorized(s.inspect))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	return mux
+}
+
+// authorized requires the bearer token, when the server has one, compared
+// in constant time.
+func (s *Server) authorized(h http.HandlerFunc) http.HandlerFunc {
+	if s.token == "" {
+		return h
+	}
+	want := []byte("Bearer " + s.token)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="shared-lock"`)
+			fail(w, http.StatusUnauthorized, "a bearer token is required (Authorization: Bearer <the token of SHARED_LEASE_TOKEN_FILE>)")
+			return
+		}
+		h(w, r)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -157,13 +179,17 @@ func (s *Server) leaseOp(w http.ResponseWriter, r *http.Request, op func(ctx con
 		fail(w, http.StatusBadRequest, "token: %d is not a fencing token", req.Token)
 		return
 	}
+	if req.Secret == "" {
+		fail(w, http.StatusBadRequest, "secret: required (the acquire answer's)")
+		return
+	}
 	res, err := op(r.Context(), name, req)
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, res)
 	case errors.Is(err, ErrExpired):
 		fail(w, http.StatusGone, "%v", err)
-	case errors.Is(err, ErrNotHolder):
+	case errors.Is(err, ErrNotHolder), errors.Is(err, ErrBadSecret):
 		fail(w, http.StatusForbidden, "%v", err)
 	default:
 		fail(w, http.StatusServiceUnavailable, "%v", err)
@@ -172,14 +198,14 @@ func (s *Server) leaseOp(w http.ResponseWriter, r *http.Request, op func(ctx con
 
 func (s *Server) keepAlive(w http.ResponseWriter, r *http.Request) {
 	s.leaseOp(w, r, func(ctx context.Context, name string, req leaseRequest) (any, error) {
-		ttl, err := s.locks.keepAlive(ctx, name, req.Owner, req.Lease, req.Token)
+		ttl, err := s.locks.keepAlive(ctx, name, req.Owner, req.Lease, req.Secret, req.Token)
 		return map[string]int64{"ttlSeconds": ttl}, err
 	})
 }
 
 func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 	s.leaseOp(w, r, func(ctx context.Context, name string, req leaseRequest) (any, error) {
-		err := s.locks.release(ctx, name, req.Owner, req.Lease, req.Token)
+		err := s.locks.release(ctx, name, req.Owner, req.Lease, req.Secret, req.Token)
 		if err == nil {
 			s.log.Info("lock released", "lock", name, "owner", req.Owner, "lease", req.Lease)
 		}

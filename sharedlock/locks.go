@@ -2,6 +2,10 @@ package sharedlock
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,14 +28,17 @@ type Grant struct {
 	Lease      string `json:"lease"`
 	Token      int64  `json:"token"`
 	TTLSeconds int64  `json:"ttlSeconds"`
+	// Secret is the grant's own: 128 random bits, in the acquire answer
+	// only; keepalive and release need it. Lease ids and tokens are not
+	// secrets (etcd makes them from the member, the time and counters).
+	Secret string `json:"secret"`
 }
 
 // Holder describes who holds a lock and how many wait for it.
+// It shows no lease, token or secret: nothing a release needs.
 type Holder struct {
 	Name       string `json:"name"`
 	Owner      string `json:"owner,omitempty"`
-	Lease      string `json:"lease,omitempty"`
-	Token      int64  `json:"token,omitempty"`
 	TTLSeconds int64  `json:"ttlSeconds,omitempty"`
 	Since      string `json:"since,omitempty"`
 	Waiters    int    `json:"waiters"`
@@ -43,6 +50,7 @@ var (
 	ErrHeld      = errors.New("the lock is held by another owner")
 	ErrWaited    = errors.New("the lock was not free before the wait ended")
 	ErrNotHolder = errors.New("this owner does not hold this lease on this lock")
+	ErrBadSecret = errors.New("the secret is not this grant's")
 	ErrExpired   = errors.New("this grant has ended (its lease expired, or it was released): the lock is lost")
 	ErrGone      = errors.New("the client went away")
 )
@@ -51,6 +59,29 @@ type ownerRecord struct {
 	Owner string    `json:"owner"`
 	Since time.Time `json:"since"`
 	TTL   int64     `json:"ttl"`
+	// Secret is the SHA-256 of the grant's secret (hex): any server on the
+	// same etcd can check a holder's calls, and etcd holds no secret.
+	Secret string `json:"secret"`
+}
+
+// newSecret returns a grant's secret and its hash as the owner record keeps it.
+func newSecret() (string, string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", fmt.Errorf("grant secret: %w", err)
+	}
+	secret := hex.EncodeToString(b)
+	return secret, hashSecret(secret), nil
+}
+
+func hashSecret(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+// sameSecret compares a caller's secret with a grant's hash in constant time.
+func sameSecret(secret, hash string) bool {
+	return subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(hash)) == 1
 }
 
 // locks does the lock operations on etcd.
@@ -72,6 +103,7 @@ type heldBy struct {
 	name, owner  string
 	token        int64
 	ttl, granted int64
+	secret       string // its hash
 }
 
 // errStaleLease: an idle lease had expired in the pool (etcd or this server
@@ -131,7 +163,11 @@ func (l *locks) try(ctx context.Context, name, owner string, ttl, wait time.Dura
 	}
 	// the owner record is written while the mutex is tried: both need only
 	// the lease, and the acquisition waits for both (one write's time)
-	rec, _ := json.Marshal(ownerRecord{Owner: owner, Since: time.Now().UTC(), TTL: lease.TTL})
+	secret, secretHash, err := newSecret()
+	if err != nil {
+		return fail(err)
+	}
+	rec, _ := json.Marshal(ownerRecord{Owner: owner, Since: time.Now().UTC(), TTL: lease.TTL, Secret: secretHash})
 	recorded, renewed := make(chan error, 1), make(chan error, 1)
 	go func() {
 		_, err := l.cli.Put(quick, l.ownerKey(name, lease.ID), string(rec), clientv3.WithLease(lease.ID))
@@ -231,11 +267,11 @@ func (l *locks) try(ctx context.Context, name, owner string, ttl, wait time.Dura
 	if len(l.held) > 100000 { // expiries never seen (watch down): forget
 		clear(l.held)
 	}
-	l.held[lease.ID] = heldBy{name: name, owner: owner, token: token, ttl: asked, granted: lease.TTL}
+	l.held[lease.ID] = heldBy{name: name, owner: owner, token: token, ttl: asked, granted: lease.TTL, secret: secretHash}
 	l.mu.Unlock()
 	l.metrics.acquisitions.WithLabelValues("acquired").Inc()
 	l.metrics.wait.Observe(time.Since(began).Seconds())
-	return Grant{Name: name, Owner: owner, Lease: leaseHex(lease.ID), Token: token, TTLSeconds: lease.TTL}, Holder{}, nil
+	return Grant{Name: name, Owner: owner, Lease: leaseHex(lease.ID), Token: token, TTLSeconds: lease.TTL, Secret: secret}, Holder{}, nil
 }
 
 // giveBack deletes what lease id holds or waits for on lock name (its
@@ -313,7 +349,7 @@ func (l *locks) lease(ctx context.Context, ttl int64, pool bool) (*clientv3.Leas
 // when token is not 0, and returns the grant. cached lets it answer from
 // the grants this server made, without reading etcd: only a release does,
 // as its transaction verifies the grant again.
-func (l *locks) check(ctx context.Context, name, owner, lease string, token int64, cached bool) (clientv3.LeaseID, heldBy, error) {
+func (l *locks) check(ctx context.Context, name, owner, lease, secret string, token int64, cached bool) (clientv3.LeaseID, heldBy, error) {
 	id, err := parseLease(lease)
 	if err != nil {
 		return 0, heldBy{}, err
@@ -322,7 +358,7 @@ func (l *locks) check(ctx context.Context, name, owner, lease string, token int6
 		l.mu.Lock()
 		h, ok := l.held[id]
 		l.mu.Unlock()
-		if ok && h.name == name && h.owner == owner && (token == 0 || token == h.token) {
+		if ok && h.name == name && h.owner == owner && (token == 0 || token == h.token) && sameSecret(secret, h.secret) {
 			return id, h, nil
 		}
 	}
@@ -343,14 +379,16 @@ func (l *locks) check(ctx context.Context, name, owner, lease string, token int6
 		return 0, heldBy{}, ErrNotHolder
 	case token != 0 && token != key[0].CreateRevision:
 		return 0, heldBy{}, ErrExpired // that grant ended: the lease was given again
+	case !sameSecret(secret, r.Secret):
+		return 0, heldBy{}, ErrBadSecret
 	}
-	return id, heldBy{name: name, owner: owner, token: key[0].CreateRevision, ttl: r.TTL, granted: r.TTL}, nil
+	return id, heldBy{name: name, owner: owner, token: key[0].CreateRevision, ttl: r.TTL, granted: r.TTL, secret: r.Secret}, nil
 }
 
 // keepAlive renews the lease once, for the holder that asks. It always
 // reads etcd: another server may have taken the release.
-func (l *locks) keepAlive(ctx context.Context, name, owner, lease string, token int64) (int64, error) {
-	id, _, err := l.check(ctx, name, owner, lease, token, false)
+func (l *locks) keepAlive(ctx context.Context, name, owner, lease, secret string, token int64) (int64, error) {
+	id, _, err := l.check(ctx, name, owner, lease, secret, token, false)
 	if err != nil {
 		return 0, err
 	}
@@ -369,8 +407,8 @@ func (l *locks) keepAlive(ctx context.Context, name, owner, lease string, token 
 // release gives the lock back: one transaction deletes the lock key and
 // the owner record if the grant (its token) still holds, and the lease goes
 // to the pool for a later acquisition.
-func (l *locks) release(ctx context.Context, name, owner, lease string, token int64) error {
-	id, h, err := l.check(ctx, name, owner, lease, token, true)
+func (l *locks) release(ctx context.Context, name, owner, lease, secret string, token int64) error {
+	id, h, err := l.check(ctx, name, owner, lease, secret, token, true)
 	if err != nil {
 		return err
 	}
@@ -378,7 +416,7 @@ func (l *locks) release(ctx context.Context, name, owner, lease string, token in
 	if err == nil && !deleted {
 		// what this server knew of the lease may be out of date (another
 		// server took its release and granted it again): read etcd
-		if id, h, err = l.check(ctx, name, owner, lease, token, false); err != nil {
+		if id, h, err = l.check(ctx, name, owner, lease, secret, token, false); err != nil {
 			return err
 		}
 		deleted, err = l.deleteKeys(ctx, name, id, h.token)
@@ -428,9 +466,8 @@ func (l *locks) inspect(ctx context.Context, name string) (Holder, error) {
 		return h, nil
 	}
 	first := resp.Kvs[0]
-	h.Held, h.Waiters, h.Token = true, len(resp.Kvs)-1, first.CreateRevision
+	h.Held, h.Waiters = true, len(resp.Kvs)-1
 	id := clientv3.LeaseID(first.Lease)
-	h.Lease = leaseHex(id)
 	if o, err := l.cli.Get(ctx, l.ownerKey(name, id)); err == nil && len(o.Kvs) > 0 {
 		var rec ownerRecord
 		if json.Unmarshal(o.Kvs[0].Value, &rec) == nil {

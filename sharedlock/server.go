@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +24,7 @@ type Server struct {
 	cli     *clientv3.Client
 	locks   *locks
 	metrics *metrics
+	token   string // the bearer token of /v1/, or ""
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -34,6 +37,16 @@ func New(cfg Config, log *logline.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, metrics: newMetrics()}
+	if cfg.TokenFile != "" {
+		b, err := os.ReadFile(cfg.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("SHARED_LEASE_TOKEN_FILE: %w", err)
+		}
+		// fails closed: a token file that is there but empty is an error
+		if s.token = strings.TrimSpace(string(b)); s.token == "" {
+			return nil, fmt.Errorf("SHARED_LEASE_TOKEN_FILE %s is empty", cfg.TokenFile)
+		}
+	}
 	if len(cfg.Endpoints) == 0 {
 		e, err := startEmbedded(cfg)
 		if err != nil {

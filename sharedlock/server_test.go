@@ -97,7 +97,7 @@ func (s *testServer) acquire(t testing.TB, name, owner string, ttl, wait int64) 
 }
 
 func (s *testServer) lease(t testing.TB, op, name string, g Grant) int {
-	return post(t, context.Background(), s.url+"/v1/locks/"+name+"/"+op, map[string]any{"owner": g.Owner, "lease": g.Lease}, nil)
+	return post(t, context.Background(), s.url+"/v1/locks/"+name+"/"+op, map[string]any{"owner": g.Owner, "lease": g.Lease, "secret": g.Secret}, nil)
 }
 
 func (s *testServer) holder(t testing.TB, name string) Holder {
@@ -172,11 +172,11 @@ func TestTryHeldAndWaitTimeout(t *testing.T) {
 		t.Errorf("wait on a held lock: %d after %v", code, time.Since(began))
 	}
 	h := s.holder(t, "job")
-	if !h.Held || h.Owner != "a" || h.Lease != a.Lease || h.Waiters != 0 || h.Token != a.Token {
+	if !h.Held || h.Owner != "a" || h.Waiters != 0 {
 		t.Errorf("holder %+v", h)
 	}
 	// only the holder may renew or release
-	if code := s.lease(t, "keepalive", "job", Grant{Owner: "b", Lease: a.Lease}); code != 403 {
+	if code := s.lease(t, "keepalive", "job", Grant{Owner: "b", Lease: a.Lease, Secret: a.Secret}); code != 403 {
 		t.Errorf("keepalive by another owner: %d", code)
 	}
 	if code := s.lease(t, "keepalive", "job", a); code != 200 {
@@ -350,7 +350,8 @@ func TestBadRequests(t *testing.T) {
 		{"/v1/locks/ok/keepalive", `{"owner":"a","lease":"zz"}`, 400, "lease"},
 		{"/v1/locks/ok/keepalive", `{"owner":"a","lease":"1234","token":-3}`, 400, "token"},
 		{"/v1/locks/ok/release", `{"owner":"a","lease":"1234","token":"3"}`, 400, "body"},
-		{"/v1/locks/ok/release", `{"owner":"a","lease":"1234"}`, 410, "expired"},
+		{"/v1/locks/ok/release", `{"owner":"a","lease":"1234"}`, 400, "secret"},
+		{"/v1/locks/ok/release", `{"owner":"a","lease":"1234","secret":"x"}`, 410, "ended"},
 	}
 	for _, c := range cases {
 		resp, err := http.Post(s.url+c.path, "application/json", strings.NewReader(c.body))

@@ -217,6 +217,19 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 	go func() { defer close(reaperDone); rp.Run(ctx) }()
 	defer func() { cancel(); <-reaperDone }()
 
+	locks := lockclient.New(opts.SharedLockURL)
+	tokenFile := opts.SharedLockTokenFile
+	if tokenFile == "" && opts.SharedLock {
+		tokenFile = os.Getenv("SHARED_LEASE_TOKEN_FILE") // the server it runs
+	}
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil || strings.TrimSpace(string(b)) == "" {
+			log.Error("bad command line", "err", fmt.Errorf("-shared-lock-token-file: unreadable or empty: %v", err))
+			return ExitUsage
+		}
+		locks.Token = strings.TrimSpace(string(b))
+	}
 	beats := probe.NewBeats()
 	readyFile := &health.ReadinessFile{Path: opts.ReadinessFile, Log: log}
 	// an envoy drain in progress is abandoned when the shutdown begins
@@ -232,7 +245,7 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 		Environ:    os.Environ(),
 		Deadline:   opts.GracefulShutdownDeadline,
 		Reaps:      reaps,
-		Locks:      lockclient.New(opts.SharedLockURL),
+		Locks:      locks,
 		Beats:      beats,
 		Observer:   observers,
 		AMQP:       probe.AMQPDefaults{DSNTemplate: os.Getenv("AMQP_PROBE_RABBITMQ_DSN_TEMPLATE"), User: os.Getenv("AMQP_PROBE_RABBITMQ_USER"), Pass: os.Getenv("AMQP_PROBE_RABBITMQ_PASS")},
@@ -488,10 +501,14 @@ func sharedLockProcess(procs []config.Process) (config.Process, error) {
 		return config.Process{}, fmt.Errorf("SHARED_LEASE_SOCKET %q: %w", socket, err)
 	}
 	portNum, _ := strconv.Atoi(port)
+	env := []config.KV{{Key: "SHARED_LEASE_ETCD_ENDPOINTS", Value: endpoints}, {Key: "SHARED_LEASE_SOCKET", Value: socket}}
+	if f := os.Getenv("SHARED_LEASE_TOKEN_FILE"); f != "" {
+		env = append(env, config.KV{Key: "SHARED_LEASE_TOKEN_FILE", Value: f})
+	}
 	return config.Process{
 		Name:          "shared-lock",
 		Argv:          []string{bin},
-		Env:           []config.KV{{Key: "SHARED_LEASE_ETCD_ENDPOINTS", Value: endpoints}, {Key: "SHARED_LEASE_SOCKET", Value: socket}},
+		Env:           env,
 		RestartPolicy: config.Always,
 		StopSignal:    syscall.SIGTERM,
 		Metrics:       &config.Metrics{Port: portNum, Path: "/metrics"},

@@ -19,7 +19,7 @@ import (
 )
 
 // lockServer starts the shared-lock binary with an embedded etcd on tmpfs.
-func lockServer(t *testing.T) (*exec.Cmd, string) {
+func lockServer(t *testing.T, env ...string) (*exec.Cmd, string) {
 	t.Helper()
 	dir, err := os.MkdirTemp("/dev/shm", "pw-lock-")
 	if err != nil {
@@ -29,16 +29,23 @@ func lockServer(t *testing.T) (*exec.Cmd, string) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cmd := exec.Command(lockBin, "-data-dir", filepath.Join(dir, "etcd"),
 		"-etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "-etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
-	cmd.Env = append(os.Environ(), "SHARED_LEASE_SOCKET="+addr, "SHARED_LEASE_ETCD_ENDPOINTS=")
+	cmd.Env = append(append(os.Environ(), "SHARED_LEASE_SOCKET="+addr, "SHARED_LEASE_ETCD_ENDPOINTS="), env...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	startServer(t, cmd, "http://"+addr+"/healthz", 30*time.Second)
 	return cmd, "http://" + addr
 }
 
-// Three wrappers run a process under the same lock with holdUntil exit:
-// the runs never overlap, and a waiting one says so.
+// Three wrappers run a process under the same lock with holdUntil exit,
+// through a server that requires a bearer token (each wrapper reads it
+// from -shared-lock-token-file, and sends each grant's secret back): the
+// runs never overlap, and a waiting one says so.
 func TestSharedLockMakesRunsExclusive(t *testing.T) {
-	_, url := lockServer(t)
+	token := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(token, []byte("s3cret-token\n"), 0o600)
+	_, url := lockServer(t, "SHARED_LEASE_TOKEN_FILE="+token)
+	if resp, err := http.Post(url+"/v1/locks/migration/acquire", "application/json", strings.NewReader(`{"owner":"x","ttlSeconds":5}`)); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("an acquire without the token: %v %v", resp, err)
+	}
 	journal := filepath.Join(t.TempDir(), "journal")
 	cfg := config(t, fmt.Sprintf(`
 - name: migrate
@@ -48,7 +55,7 @@ func TestSharedLockMakesRunsExclusive(t *testing.T) {
   sharedLock: {name: migration, ttlSeconds: 5, holdUntil: exit}`, journal))
 	var ws []*wrapper
 	for i := 0; i < 3; i++ {
-		ws = append(ws, start(t, cfg, opts{args: []string{"-shared-lock-url", url}}))
+		ws = append(ws, start(t, cfg, opts{args: []string{"-shared-lock-url", url, "-shared-lock-token-file", token}}))
 	}
 	waited := false
 	for _, w := range ws {

@@ -20,6 +20,9 @@ type Lease struct {
 	Lease      string `json:"lease"`
 	Token      int64  `json:"token"`
 	TTLSeconds int64  `json:"ttlSeconds"`
+	// Secret is the grant's, from the acquire answer: renewals and the
+	// release need it.
+	Secret string `json:"secret"`
 	// Renewed is when the last renewal that succeeded was sent: the lease
 	// lasts at least its TTL from then (set by the caller).
 	Renewed time.Time `json:"-"`
@@ -31,8 +34,9 @@ var ErrLost = errors.New("the shared lock is lost")
 
 // Client talks to one shared-lock server.
 type Client struct {
-	Base string // -shared-lock-url
-	HTTP *http.Client
+	Base  string // -shared-lock-url
+	Token string // -shared-lock-token-file's: sent as a bearer token when set
+	HTTP  *http.Client
 }
 
 // New returns a client of the server at base.
@@ -61,6 +65,9 @@ func (c *Client) post(ctx context.Context, path string, body any, out any) (int,
 		return 0, errorBody{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return 0, errorBody{}, err
@@ -107,10 +114,11 @@ func (c *Client) TryAcquire(ctx context.Context, name, owner string, ttl, wait t
 // again, possibly for the same owner.
 func (l Lease) handle() any {
 	return struct {
-		Owner string `json:"owner"`
-		Lease string `json:"lease"`
-		Token int64  `json:"token"`
-	}{l.Owner, l.Lease, l.Token}
+		Owner  string `json:"owner"`
+		Lease  string `json:"lease"`
+		Token  int64  `json:"token"`
+		Secret string `json:"secret"`
+	}{l.Owner, l.Lease, l.Token, l.Secret}
 }
 
 // KeepAlive renews the lease once.

@@ -403,3 +403,45 @@ func TestSharedLockReplicas(t *testing.T) {
 		}
 	}
 }
+
+// sharedLock.tokenSecret gives the server SHARED_LEASE_TOKEN_FILE and the
+// app's wrapper -shared-lock-token-file, both from the user's Secret.
+func TestSharedLockToken(t *testing.T) {
+	file := filepath.Join(chartDir, "ci", "shared-lock-token.yaml")
+	var lock *appsv1.Deployment
+	for _, d := range manifests(render(t, file)) {
+		if obj, err := decodeStrict(d); err == nil {
+			if o, ok := obj.(*appsv1.Deployment); ok && strings.HasSuffix(o.Name, "-shared-lock") {
+				lock = o
+			}
+		}
+	}
+	if lock == nil {
+		t.Fatal("no shared-lock Deployment")
+	}
+	secretMounted := func(spec *corev1.PodSpec, c corev1.Container) bool {
+		for _, v := range spec.Volumes {
+			if v.Secret != nil && v.Secret.SecretName == "shop-shared-lock-token" {
+				for _, m := range c.VolumeMounts {
+					if m.Name == v.Name && m.MountPath == "/var/run/shared-lock" && m.ReadOnly {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	server := lock.Spec.Template.Spec.Containers[0]
+	hasEnv := false
+	for _, e := range server.Env {
+		hasEnv = hasEnv || (e.Name == "SHARED_LEASE_TOKEN_FILE" && e.Value == "/var/run/shared-lock/token")
+	}
+	if !hasEnv || !secretMounted(&lock.Spec.Template.Spec, server) {
+		t.Errorf("the server lacks the token: env %v, mounts %v", server.Env, server.VolumeMounts)
+	}
+	r := decodeAll(t, manifests(render(t, file)))
+	app := r.pod.Containers[0]
+	if !slices.Contains(app.Args, "-shared-lock-token-file=/var/run/shared-lock/token") || !secretMounted(r.pod, app) {
+		t.Errorf("the app's wrapper lacks the token: args %v, mounts %v", app.Args, app.VolumeMounts)
+	}
+}

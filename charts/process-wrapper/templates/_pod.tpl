@@ -68,6 +68,9 @@ spec:
         {{- with include "pw.sharedLockURL" . }}
         - -shared-lock-url={{ . }}
         {{- end }}
+        {{- if .Values.sharedLock.tokenSecret }}
+        - -shared-lock-token-file=/var/run/shared-lock/token
+        {{- end }}
         {{- range $w.extraArgs }}
         - {{ . | quote }}
         {{- end }}
@@ -143,6 +146,9 @@ spec:
         - {name: process-wrapper, mountPath: {{ $w.installDir | quote }}, readOnly: true}
         - {name: config, mountPath: /etc/process-wrapper, readOnly: true}
         - {name: podinfo, mountPath: /etc/podinfo, readOnly: true}
+        {{- if .Values.sharedLock.tokenSecret }}
+        - {name: shared-lock-token, mountPath: /var/run/shared-lock, readOnly: true}
+        {{- end }}
     {{- with .Values.workload.extraContainers }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -155,4 +161,8 @@ spec:
       downwardAPI:
         items:
           - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+    {{- if .Values.sharedLock.tokenSecret }}
+    - name: shared-lock-token
+      secret: {secretName: {{ .Values.sharedLock.tokenSecret }}, items: [{key: token, path: token}]}
+    {{- end }}
 {{- end -}}

@@ -87,6 +87,7 @@ func sameSecret(secret, hash string) bool {
 // locks does the lock operations on etcd.
 type locks struct {
 	cli     *clientv3.Client
+	waitCli *clientv3.Client // waits: watches and waiters' keep-alives (see New)
 	cfg     Config
 	metrics *metrics
 
@@ -208,13 +209,19 @@ func (l *locks) try(ctx context.Context, name, owner string, ttl, wait time.Dura
 		// While the client waits, its request is its presence: the server
 		// renews the waiter's lease only as long as that request is open.
 		wctx, cancel := context.WithTimeout(ctx, wait)
-		if ka, kerr := l.cli.KeepAlive(wctx, lease.ID); kerr == nil {
+		if ka, kerr := l.waitCli.KeepAlive(wctx, lease.ID); kerr == nil {
 			go func() {
 				for range ka { // drained until wctx ends
 				}
 			}()
 		}
-		err = m.Lock(wctx)
+		// the same lease and key, through the client of the waits
+		if wsess, serr := concurrency.NewSession(l.waitCli, concurrency.WithLease(lease.ID), concurrency.WithContext(noKeepAlive)); serr != nil {
+			err = serr
+		} else {
+			m = concurrency.NewMutex(wsess, l.mutexPrefix(name))
+			err = m.Lock(wctx)
+		}
 		cancel()
 	}
 	switch {

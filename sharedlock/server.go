@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"net/url"
 	"os"
 	"strings"
@@ -22,6 +23,7 @@ type Server struct {
 	log     *logline.Logger
 	etcd    *embed.Etcd // nil with external endpoints
 	cli     *clientv3.Client
+	waitCli *clientv3.Client // for the waits (cli itself with external endpoints)
 	locks   *locks
 	metrics *metrics
 	token   string // the bearer token of /v1/, or ""
@@ -53,24 +55,26 @@ func New(cfg Config, log *logline.Logger) (*Server, error) {
 			return nil, err
 		}
 		s.etcd = e
-		// a gRPC client of the embedded etcd's own listener, not the
-		// in-process one of v3client: that one's watch stream is a pair of
-		// channels without flow control, and hundreds of waiters leaving
-		// at once (their watches cancelled together) deadlock it, which
-		// stops every wait on every lock until a restart
+		// the in-process client (no network) for the quick calls, and a
+		// gRPC client of the embedded etcd's own listener for the waits:
+		// the in-process watch stream is a pair of channels without flow
+		// control, and hundreds of waiters leaving at once (their watches
+		// cancelled together) deadlocked it, which stopped every wait on
+		// every lock until a restart
+		s.cli = v3client.New(e.Server)
 		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{cfg.EmbeddedClientURL}, DialTimeout: cfg.DialTimeout, Logger: zap.NewNop()})
 		if err != nil {
 			s.closeEtcd()
 			return nil, fmt.Errorf("embedded etcd's client: %w", err)
 		}
-		s.cli = cli
+		s.waitCli = cli
 		log.Info("embedded etcd started", "data_dir", cfg.DataDir, "client_url", cfg.EmbeddedClientURL)
 	} else {
 		cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: cfg.DialTimeout, Logger: zap.NewNop()})
 		if err != nil {
 			return nil, fmt.Errorf("etcd %v: %w", cfg.Endpoints, err)
 		}
-		s.cli = cli
+		s.cli, s.waitCli = cli, cli
 	}
 	// the first read checks etcd, and the watch of expiries starts after
 	// its revision: no release made once New returns goes unseen
@@ -87,7 +91,7 @@ func New(cfg Config, log *logline.Logger) (*Server, error) {
 	if s.etcd == nil {
 		log.Info("connected to etcd", "endpoints", fmt.Sprint(cfg.Endpoints))
 	}
-	s.locks = &locks{cli: s.cli, cfg: cfg, metrics: s.metrics, pool: newLeasePool(s.cli),
+	s.locks = &locks{cli: s.cli, waitCli: s.waitCli, cfg: cfg, metrics: s.metrics, pool: newLeasePool(s.cli),
 		released: map[clientv3.LeaseID]int{}, held: map[clientv3.LeaseID]heldBy{}}
 	ctx, cancel = context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -147,7 +151,10 @@ func (s *Server) Close() {
 }
 
 func (s *Server) closeEtcd() {
-	if s.cli != nil {
+	if s.waitCli != nil {
+		s.waitCli.Close()
+	}
+	if s.cli != nil && s.cli != s.waitCli {
 		s.cli.Close()
 	}
 	if s.etcd != nil {

@@ -218,18 +218,7 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 	defer func() { cancel(); <-reaperDone }()
 
 	locks := lockclient.New(opts.SharedLockURL)
-	tokenFile := opts.SharedLockTokenFile
-	if tokenFile == "" && opts.SharedLock {
-		tokenFile = os.Getenv("SHARED_LEASE_TOKEN_FILE") // the server it runs
-	}
-	if tokenFile != "" {
-		b, err := os.ReadFile(tokenFile)
-		if err != nil || strings.TrimSpace(string(b)) == "" {
-			log.Error("bad command line", "err", fmt.Errorf("-shared-lock-token-file: unreadable or empty: %v", err))
-			return ExitUsage
-		}
-		locks.Token = strings.TrimSpace(string(b))
-	}
+	locks.Token = opts.SharedLockToken
 	beats := probe.NewBeats()
 	readyFile := &health.ReadinessFile{Path: opts.ReadinessFile, Log: log}
 	// an envoy drain in progress is abandoned when the shutdown begins

@@ -31,6 +31,7 @@ type Options struct {
 	HTTPAddress              string        `name:"http-address" default:"0.0.0.0:8111" help:"Address of /liveness, /readiness, /metrics and /prommerge (default ${default})." placeholder:"HOST:PORT"`
 	SharedLock               bool          `name:"shared-lock" help:"Also run the shared-lock server, as one more process: the shared-lock binary beside the wrapper or in PATH (needs SHARED_LEASE_ETCD_ENDPOINTS)."`
 	SharedLockURL            string        `name:"shared-lock-url" default:"http://localhost:8191" help:"Shared-lock server that sharedLock processes take their lease from (default ${default})." placeholder:"URL"`
+	SharedLockToken          string        `kong:"-"` // read from SharedLockTokenFile
 	SharedLockTokenFile      string        `name:"shared-lock-token-file" help:"Bearer token of the shared-lock server (its SHARED_LEASE_TOKEN_FILE), read from this file." placeholder:"FILE"`
 	SharedLockURLFile        string        `name:"shared-lock-url-file" help:"Read -shared-lock-url from this file (a mounted Secret: a user:password in it stays out of /proc/PID/cmdline)." placeholder:"FILE"`
 	SkipCommands             []string      `name:"skip-commands" sep:"," help:"Names of processes of the config not to run (comma separated); an unknown name is a warning." placeholder:"NAME"`
@@ -64,6 +65,10 @@ func Parse(args []string, exit func(int)) (*Options, error) {
 	if _, err := p.Parse(Normalize(args)); err != nil {
 		return nil, err
 	}
+	if o.SharedLock && o.SharedLockTokenFile == "" {
+		// -shared-lock: the wrapper's client uses the token of the server it runs
+		o.SharedLockTokenFile = os.Getenv("SHARED_LEASE_TOKEN_FILE")
+	}
 	for _, f := range []struct {
 		flag, file string
 		v          *string
@@ -71,6 +76,7 @@ func Parse(args []string, exit func(int)) (*Options, error) {
 	}{
 		{"pyroscope-url", o.PyroscopeURLFile, &o.PyroscopeURL, o.PyroscopeURL != ""},
 		{"shared-lock-url", o.SharedLockURLFile, &o.SharedLockURL, o.SharedLockURL != "http://localhost:8191"},
+		{"shared-lock-token", o.SharedLockTokenFile, &o.SharedLockToken, false},
 	} {
 		if f.file == "" {
 			continue

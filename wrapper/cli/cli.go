@@ -69,15 +69,7 @@ func Parse(args []string, exit func(int)) (*Options, error) {
 		// -shared-lock: the wrapper's client uses the token of the server it runs
 		o.SharedLockTokenFile = os.Getenv("SHARED_LEASE_TOKEN_FILE")
 	}
-	for _, f := range []struct {
-		flag, file string
-		v          *string
-		set        bool
-	}{
-		{"pyroscope-url", o.PyroscopeURLFile, &o.PyroscopeURL, o.PyroscopeURL != ""},
-		{"shared-lock-url", o.SharedLockURLFile, &o.SharedLockURL, o.SharedLockURL != "http://localhost:8191"},
-		{"shared-lock-token", o.SharedLockTokenFile, &o.SharedLockToken, false},
-	} {
+	for _, f := range o.fileForms() {
 		if f.file == "" {
 			continue
 		}
@@ -99,20 +91,32 @@ func Parse(args []string, exit func(int)) (*Options, error) {
 // holds a password, which anyone can read in /proc/PID/cmdline.
 func (o *Options) CmdlineSecrets() []string {
 	var flags []string
-	for _, f := range []struct{ name, file, v string }{
-		{"pyroscope-url", o.PyroscopeURLFile, o.PyroscopeURL},
-		{"shared-lock-url", o.SharedLockURLFile, o.SharedLockURL},
-	} {
+	for _, f := range o.fileForms() {
 		if f.file != "" {
 			continue
 		}
-		if u, err := url.Parse(f.v); err == nil && u.User != nil {
+		if u, err := url.Parse(*f.v); err == nil && u.User != nil {
 			if _, has := u.User.Password(); has {
-				flags = append(flags, "-"+f.name)
+				flags = append(flags, "-"+f.flag)
 			}
 		}
 	}
 	return flags
+}
+
+// fileForm is a flag that may instead be read from a file (-FLAG-file).
+type fileForm struct {
+	flag, file string
+	v          *string
+	set        bool // also given on the command line
+}
+
+func (o *Options) fileForms() []fileForm {
+	return []fileForm{
+		{"pyroscope-url", o.PyroscopeURLFile, &o.PyroscopeURL, o.PyroscopeURL != ""},
+		{"shared-lock-url", o.SharedLockURLFile, &o.SharedLockURL, o.SharedLockURL != "http://localhost:8191"},
+		{"shared-lock-token", o.SharedLockTokenFile, &o.SharedLockToken, false},
+	}
 }
 
 // longFlag is a double-dash long flag in kong's help.

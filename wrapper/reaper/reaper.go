@@ -225,16 +225,14 @@ func (r *Reaper) Signal(pid int, sig syscall.Signal, group bool) error {
 func (r *Reaper) SignalGroup(pgid int, sig syscall.Signal) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+	switch err := syscall.Kill(-pgid, sig); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, syscall.ESRCH): // no member left
 		return false, nil
-	}
-	if err := syscall.Kill(-pgid, sig); err != nil {
-		if errors.Is(err, syscall.ESRCH) {
-			return false, nil
-		}
+	default: // EPERM: members the wrapper may not signal
 		return true, fmt.Errorf("kill(%d, %s): %w", -pgid, sig, err)
 	}
-	return true, nil
 }
 
 // GroupMembers returns the pids of process group pgid, zombies included

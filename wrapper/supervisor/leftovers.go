@@ -51,13 +51,18 @@ func (s *Supervisor) stopGroups(l leftovers) []int {
 		if !ok {
 			continue
 		}
-		if l.sig != syscall.SIGCONT && l.sig != syscall.SIGKILL {
+		if contAfter(l.sig) {
 			_, _ = s.opt.Reaper.SignalGroup(pg, syscall.SIGCONT)
 		}
 		left = append(left, pg)
 	}
 	return left
 }
+
+// contAfter reports whether a stop signal is followed by SIGCONT, as
+// systemd does: a process stopped by a signal acts on its stop signal only
+// once continued.
+func contAfter(sig syscall.Signal) bool { return sig != syscall.SIGCONT && sig != syscall.SIGKILL }
 
 // awaitGroups waits until every group of l is empty; when grace or the
 // shutdown deadline comes first, what is left gets SIGKILL and a last

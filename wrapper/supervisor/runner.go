@@ -393,9 +393,7 @@ func (r *runner) stop(pid int, exitCh <-chan reaper.Exit, grace <-chan time.Time
 	if err := s.opt.Reaper.Signal(pid, r.p.StopSignal, false); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		r.log().Warn("stop signal failed", "process", r.p.Name, "err", err)
 	}
-	if r.p.StopSignal != syscall.SIGCONT && r.p.StopSignal != syscall.SIGKILL {
-		// as systemd does: a process stopped by a signal acts on its stop
-		// signal only once continued
+	if contAfter(r.p.StopSignal) {
 		_ = s.opt.Reaper.Signal(pid, syscall.SIGCONT, false)
 	}
 	select {

@@ -71,8 +71,14 @@ func TestDepartingWaitersLeaveNothingBehind(t *testing.T) {
 	waiting.Wait()
 	left := time.Now()
 	waitfor.Condition(t, 5*time.Second, "the departed waiters' places to go", func() bool { return s.holder(t, "busy").Waiters == 0 })
-	if d := time.Since(left); d > time.Second {
-		t.Errorf("the departed waiters' places took %v to go, want under a second", d)
+	// under a second; the race detector (make test runs this module
+	// under it too) slows the server several times over
+	bound := time.Second
+	if raceBuild {
+		bound = 3 * time.Second
+	}
+	if d := time.Since(left); d > bound {
+		t.Errorf("the departed waiters' places took %v to go, want under %v", d, bound)
 	}
 	s.lease(t, "release", "busy", held)
 	for _, name := range []string{"busy", "fresh"} {

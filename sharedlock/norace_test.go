@@ -1,0 +1,5 @@
+//go:build !race
+
+package sharedlock
+
+const raceBuild = false

@@ -76,7 +76,7 @@ func etcdClient(b *testing.B, endpoints ...string) *clientv3.Client {
 
 func benchLocks(b *testing.B, s *testServer, baselines []baseline) {
 	// 2000 samples uncontended, so that the p99 is the 20th worst and not
-	// the 3rd; the contended part keeps 300 (each handoff takes ~10 ms)
+	// the 3rd; the contended part keeps 300
 	const samples, n = 2000, 300
 	lock := func(name, owner string) {
 		code, g := s.acquire(b, name, owner, 10, 60)

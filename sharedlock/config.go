@@ -1,6 +1,6 @@
 // Package sharedlock is the shared-lock server: named locks with a TTL and
-// an owner, held by leases in etcd through the client's concurrency package
-// (sessions, leases, mutexes). A holder keeps its lock only as long as it
+// an owner, held by leases in etcd, queued by etcd's lock recipe on the keys
+// of etcd's concurrency.Mutex (see enqueue, awaitTurn). A holder keeps its lock only as long as it
 // renews it: the server never renews a lease by itself. It embeds in a
 // program (New, Handler, Close) the way etcd's embed package does, and starts
 // a single-node embedded etcd when it is given no etcd endpoints.

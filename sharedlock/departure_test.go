@@ -2,11 +2,14 @@ package sharedlock
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/process-wrapper/process-wrapper/internal/waitfor"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // handoffs counts the grants two contenders get on lock name in d, each
@@ -45,9 +48,10 @@ func handoffs(t *testing.T, s *testServer, name string, d time.Duration) (grants
 // between two contenders is as fast as before, on that lock and on another.
 func TestDepartingWaitersLeaveNothingBehind(t *testing.T) {
 	s := start(t, testConfig(t))
-	// two contenders' rate varies by a fifth between windows of 4 s here
-	// (etcd's watcher sync, the pool's renewals): the best of three windows,
-	// before and after alike; a wedged handoff gives about none
+	// two contenders' rate varies by a tenth between windows of 4 s on
+	// this machine of two cores, shared with the test's clients: the best
+	// of three windows, before and after alike; a wedged handoff gives
+	// about none
 	best := func(name string) (grants, locked int) {
 		for range 3 {
 			g, l := handoffs(t, s, name, 4*time.Second)
@@ -80,14 +84,19 @@ func TestDepartingWaitersLeaveNothingBehind(t *testing.T) {
 	if d := time.Since(left); d > bound {
 		t.Errorf("the departed waiters' places took %v to go, want under %v", d, bound)
 	}
+	// the 500 keys deleted stay in etcd's index until a compaction, and
+	// the server compacts its embedded etcd after such a burst
+	waitfor.Condition(t, 10*time.Second, "etcd's history compacted after the departures", func() bool {
+		_, err := s.cli.Get(context.Background(), "x", clientv3.WithRev(held.Token))
+		return errors.Is(err, rpctypes.ErrCompacted)
+	})
 	s.lease(t, "release", "busy", held)
 	for _, name := range []string{"busy", "fresh"} {
 		after, locked := best(name)
 		t.Logf("%s: %d grants in the best 4 s before the departures, %d after, %d waits ended in 423", name, before, after, locked)
-		// the goal is 80 %; measured here 73-123 % in the best of
-		// three windows (see the note: a handoff on the lock that had the
-		// burst is sometimes slower). A wedged handoff gives about none.
-		if float64(after) < 0.5*float64(before) || locked > 0 {
+		// Without the compaction after the burst (compactor), the lock
+		// that had it ran at about 80 %.
+		if float64(after) < 0.8*float64(before) || locked > 0 {
 			t.Errorf("%s: %d grants after the departures against %d before, %d waits ended in 423 with the lock free", name, after, before, locked)
 		}
 	}

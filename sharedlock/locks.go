@@ -12,11 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 )
 
 // Grant is a lock held: the lease that holds it and its fencing token, the
@@ -93,6 +94,11 @@ type locks struct {
 
 	pool *leasePool
 
+	// ended counts the leases that have ended (revoked or expired): the
+	// keys named after them stay in etcd's index until a compaction
+	// (see compactor)
+	ended *atomic.Int64
+
 	mu       sync.Mutex
 	released map[clientv3.LeaseID]int    // releases and revocations by this server not yet seen by watchExpiries: their deletes are not expiries
 	held     map[clientv3.LeaseID]heldBy // leases this server granted that hold a lock: their renewals and release need not read etcd
@@ -113,19 +119,11 @@ var errStaleLease = errors.New("the pooled lease had expired")
 
 func (l *locks) mutexPrefix(name string) string { return l.cfg.Prefix + "mutex/" + name }
 func (l *locks) mutexKey(name string, lease clientv3.LeaseID) string {
-	return l.mutexPrefix(name) + "/" + leaseHex(lease) // as concurrency.Mutex names it
+	return l.mutexPrefix(name) + "/" + leaseHex(lease)
 }
 func (l *locks) ownerKey(name string, lease clientv3.LeaseID) string {
 	return fmt.Sprintf("%sowner/%s/%x", l.cfg.Prefix, name, int64(lease))
 }
-
-// noKeepAlive is an ended context: a session made with it never renews its
-// lease by itself, so a lock lives only as long as its holder renews it.
-var noKeepAlive = func() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}()
 
 // acquire takes the lock for owner with a lease of ttl. wait 0 tries once;
 // otherwise it waits up to wait for the lock. When ctx ends (the client went
@@ -185,16 +183,8 @@ func (l *locks) try(ctx context.Context, name, owner string, ttl, wait time.Dura
 	} else {
 		renewed <- nil
 	}
-	sess, err := concurrency.NewSession(l.cli, concurrency.WithLease(lease.ID), concurrency.WithContext(noKeepAlive))
-	if err != nil {
-		<-recorded
-		<-renewed
-		l.metrics.etcdErrors.Inc()
-		return fail(fmt.Errorf("session: %w", err))
-	}
-	m := concurrency.NewMutex(sess, l.mutexPrefix(name))
 	// a free lock is taken in one transaction, whatever the wait
-	err = m.TryLock(quick)
+	token, first, err := l.enqueue(quick, name, lease.ID)
 	werr := errors.Join(<-recorded, <-renewed)
 	if pooled && (errors.Is(werr, rpctypes.ErrLeaseNotFound) || errors.Is(err, rpctypes.ErrLeaseNotFound)) {
 		return Grant{}, Holder{}, errStaleLease
@@ -204,29 +194,27 @@ func (l *locks) try(ctx context.Context, name, owner string, ttl, wait time.Dura
 		return fail(fmt.Errorf("record the owner, restart the TTL: %w", werr))
 	}
 	waited := false
-	if errors.Is(err, concurrency.ErrLocked) && wait > 0 {
-		waited = true
-		// While the client waits, its request is its presence: the server
-		// renews the waiter's lease only as long as that request is open.
-		wctx, cancel := context.WithTimeout(ctx, wait)
-		if ka, kerr := l.waitCli.KeepAlive(wctx, lease.ID); kerr == nil {
-			go func() {
-				for range ka { // drained until wctx ends
-				}
-			}()
+	if err == nil && !first {
+		err = ErrHeld
+		if wait > 0 {
+			waited = true
+			// While the client waits, its request is its presence: the
+			// server renews the waiter's lease only as long as that
+			// request is open.
+			wctx, cancel := context.WithTimeout(ctx, wait)
+			if ka, kerr := l.waitCli.KeepAlive(wctx, lease.ID); kerr == nil {
+				go func() {
+					for range ka { // drained until wctx ends
+					}
+				}()
+			}
+			err = l.awaitTurn(wctx, name, token)
+			cancel()
 		}
-		// the same lease and key, through the client of the waits
-		if wsess, serr := concurrency.NewSession(l.waitCli, concurrency.WithLease(lease.ID), concurrency.WithContext(noKeepAlive)); serr != nil {
-			err = serr
-		} else {
-			m = concurrency.NewMutex(wsess, l.mutexPrefix(name))
-			err = m.Lock(wctx)
-		}
-		cancel()
 	}
 	switch {
 	case err == nil:
-	case errors.Is(err, concurrency.ErrLocked):
+	case errors.Is(err, ErrHeld):
 		l.metrics.acquisitions.WithLabelValues("held").Inc()
 		h, _ := l.inspect(quick, name)
 		return giveUp(h, ErrHeld)
@@ -237,27 +225,12 @@ func (l *locks) try(ctx context.Context, name, owner string, ttl, wait time.Dura
 		l.metrics.acquisitions.WithLabelValues("timeout").Inc()
 		h, _ := l.inspect(quick, name)
 		return giveUp(h, ErrWaited)
-	case errors.Is(err, concurrency.ErrSessionExpired):
+	case errors.Is(err, ErrExpired):
 		l.metrics.acquisitions.WithLabelValues("expired").Inc()
 		return fail(ErrExpired)
 	default:
 		l.metrics.etcdErrors.Inc()
 		return fail(fmt.Errorf("lock %s: %w", name, err))
-	}
-	// the fencing token: the create revision of the holder's key, which the
-	// one transaction of TryLock returns; after a wait, read it
-	token := m.Header().Revision
-	if waited {
-		resp, err := l.cli.Get(ctx, m.Key())
-		if err != nil || len(resp.Kvs) == 0 {
-			if ctx.Err() != nil {
-				l.metrics.acquisitions.WithLabelValues("gone").Inc()
-				return giveUp(Holder{}, ErrGone) // won just as the client left: give it back
-			}
-			l.metrics.etcdErrors.Inc()
-			return fail(fmt.Errorf("read the lock key: %v", err))
-		}
-		token = resp.Kvs[0].CreateRevision
 	}
 	if ctx.Err() != nil {
 		l.metrics.acquisitions.WithLabelValues("gone").Inc()
@@ -265,7 +238,12 @@ func (l *locks) try(ctx context.Context, name, owner string, ttl, wait time.Dura
 	}
 	// the holder's TTL starts now, whatever the wait took
 	if waited {
-		if _, err := l.cli.KeepAliveOnce(ctx, lease.ID); err != nil {
+		// (the lease lapsed while waiting, and its key with it: the
+		// waiter's client stalled past the TTL)
+		if _, err := l.cli.KeepAliveOnce(ctx, lease.ID); errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			l.metrics.acquisitions.WithLabelValues("expired").Inc()
+			return fail(ErrExpired)
+		} else if err != nil {
 			l.metrics.etcdErrors.Inc()
 			return fail(fmt.Errorf("start the holder's TTL: %w", err))
 		}
@@ -279,6 +257,93 @@ func (l *locks) try(ctx context.Context, name, owner string, ttl, wait time.Dura
 	l.metrics.acquisitions.WithLabelValues("acquired").Inc()
 	l.metrics.wait.Observe(time.Since(began).Seconds())
 	return Grant{Name: name, Owner: owner, Lease: leaseHex(lease.ID), Token: token, TTLSeconds: lease.TTL, Secret: secret}, Holder{}, nil
+}
+
+// enqueue puts lease id's key in the queue of lock name, unless it is there,
+// and reads the queue's first key in the same transaction. It tells the
+// key's create revision (the fencing token once it holds the lock) and
+// whether it is first: whether it holds the lock. The queue is etcd's lock
+// recipe: the oldest key holds the lock, each other waits for the deletion
+// of the one created just before it.
+func (l *locks) enqueue(ctx context.Context, name string, id clientv3.LeaseID) (rev int64, first bool, err error) {
+	key := l.mutexKey(name, id)
+	head := clientv3.OpGet(l.mutexPrefix(name)+"/", clientv3.WithFirstCreate()...)
+	resp, err := l.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, "", clientv3.WithLease(id)), head).
+		Else(clientv3.OpGet(key), head).
+		Commit()
+	if err != nil {
+		return 0, false, err
+	}
+	rev = resp.Header.Revision
+	if !resp.Succeeded {
+		rev = resp.Responses[0].GetResponseRange().Kvs[0].CreateRevision
+	}
+	kvs := resp.Responses[1].GetResponseRange().Kvs
+	return rev, len(kvs) == 0 || kvs[0].CreateRevision == rev, nil
+}
+
+// awaitTurn waits, through the client of the waits, until no key created
+// before rev is left in the queue of lock name.
+func (l *locks) awaitTurn(ctx context.Context, name string, rev int64) error {
+	before := append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(rev-1))
+	for {
+		resp, err := l.waitCli.Get(ctx, l.mutexPrefix(name)+"/", before...)
+		if err != nil {
+			return err
+		}
+		if len(resp.Kvs) == 0 {
+			return nil
+		}
+		if err := l.awaitDelete(ctx, resp.Kvs[0]); err != nil {
+			return err
+		}
+	}
+}
+
+// awaitDelete waits for the deletion of key, as awaitTurn read it.
+//
+// The watch starts at etcd's current revision, not after that read: a watch
+// from a revision etcd has already reached starts "unsynced", and etcd
+// serves those from its history in a loop that runs every 100 ms, which
+// cost each handoff up to 100 ms (the 10 ms handoffs and the 100 ms waits
+// of etcd's own concurrency.Mutex, which watches from the revision it
+// read). A deletion between the read and the watch's start would be missed,
+// so once etcd has registered the watch the key is read again: gone, the
+// wait is over; there, its deletion is still to come and the watch will
+// see it at once.
+//
+// A key of the queue is named after its lease, and the pool gives a lease
+// to a later acquisition: a key of that name created again is another place
+// in the queue, behind this one, and the key waited for is gone. A watch
+// that etcd ends (a compaction) ends the wait early: awaitTurn reads the
+// queue again.
+func (l *locks) awaitDelete(ctx context.Context, key *mvccpb.KeyValue) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for wr := range l.waitCli.Watch(wctx, string(key.Key), clientv3.WithFilterPut(), clientv3.WithCreatedNotify()) {
+		if err := wr.Err(); err != nil {
+			return ctx.Err() // nil: read the queue again
+		}
+		if wr.Created {
+			resp, err := l.waitCli.Get(ctx, string(key.Key), clientv3.WithKeysOnly())
+			if err != nil {
+				return err
+			}
+			if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != key.CreateRevision {
+				return nil
+			}
+			continue
+		}
+		if len(wr.Events) > 0 { // deletions only (WithFilterPut)
+			return nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errors.New("etcd ended the watch of the queue")
 }
 
 // giveBack deletes what lease id holds or waits for on lock name (its
@@ -303,6 +368,7 @@ func (l *locks) keep(ttl int64, id clientv3.LeaseID, granted int64) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.DialTimeout)
 	defer cancel()
+	l.ended.Add(1)
 	if _, err := l.cli.Revoke(ctx, id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		l.metrics.etcdErrors.Inc()
 	}
@@ -328,6 +394,7 @@ func (l *locks) mark(id clientv3.LeaseID, n int) {
 // It returns etcd's error (rpctypes.ErrLeaseNotFound: it had expired).
 func (l *locks) revoke(id clientv3.LeaseID) error {
 	l.mark(id, 1)
+	l.ended.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.DialTimeout)
 	defer cancel()
 	_, err := l.cli.Revoke(ctx, id)
@@ -528,6 +595,7 @@ func (l *locks) deleted(ctx context.Context, k string) {
 	l.mu.Unlock()
 	// a lease released through another server lives on in its pool
 	if !released && !l.alive(ctx, id) {
+		l.ended.Add(1)
 		l.metrics.expiries.Inc()
 	}
 }

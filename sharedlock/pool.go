@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -23,7 +24,8 @@ import (
 // without use, and its taker restarts its TTL before using it, so that a
 // holder's TTL always counts from its acquisition.
 type leasePool struct {
-	cli *clientv3.Client
+	cli   *clientv3.Client
+	ended *atomic.Int64 // the leases it revokes are counted there
 	// idleFor is how long an unused lease is kept; maxIdle bounds the
 	// leases kept in all.
 	idleFor time.Duration
@@ -42,8 +44,8 @@ type idleLease struct {
 	renewed time.Time // zero: to renew at the next tick
 }
 
-func newLeasePool(cli *clientv3.Client) *leasePool {
-	return &leasePool{cli: cli, idleFor: time.Minute, maxIdle: 32, idle: map[int64][]idleLease{}}
+func newLeasePool(cli *clientv3.Client, ended *atomic.Int64) *leasePool {
+	return &leasePool{cli: cli, ended: ended, idleFor: time.Minute, maxIdle: 32, idle: map[int64][]idleLease{}}
 }
 
 // take returns an idle lease of ttl seconds asked, and the TTL etcd
@@ -96,7 +98,8 @@ func (p *leasePool) run(ctx context.Context, timeout time.Duration) {
 	}
 }
 
-// drain takes the idle leases for which out is true out of the pool.
+// drain takes the idle leases for which out is true out of the pool, to
+// end them (or they have ended).
 func (p *leasePool) drain(out func(idleLease) bool) []clientv3.LeaseID {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -117,6 +120,7 @@ func (p *leasePool) drain(out func(idleLease) bool) []clientv3.LeaseID {
 		}
 	}
 	p.n -= len(ids)
+	p.ended.Add(int64(len(ids)))
 	return ids
 }
 

@@ -3,6 +3,7 @@ package sharedlock
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,7 +124,7 @@ func TestIdleLeasesAreRevoked(t *testing.T) {
 	s.handle(t, "release", a)
 	waitfor.Condition(t, 5*time.Second, "the unused lease to be revoked", func() bool { return leaseTTL(t, s.Client(), a.Lease) == -1 })
 
-	pool := newLeasePool(s.Client())
+	pool := newLeasePool(s.Client(), new(atomic.Int64))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); pool.run(ctx, time.Second) }()
@@ -207,7 +208,7 @@ func TestExpiredIdleLeaseIsReplaced(t *testing.T) {
 // holder's and stays alive.
 func TestFailedRenewalSparesATakenLease(t *testing.T) {
 	s := start(t, testConfig(t))
-	pool := newLeasePool(s.Client())
+	pool := newLeasePool(s.Client(), new(atomic.Int64))
 	lease := func() clientv3.LeaseID {
 		g, err := s.Client().Grant(context.Background(), 60)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
@@ -91,8 +92,9 @@ func New(cfg Config, log *logline.Logger) (*Server, error) {
 	if s.etcd == nil {
 		log.Info("connected to etcd", "endpoints", fmt.Sprint(cfg.Endpoints))
 	}
-	s.locks = &locks{cli: s.cli, waitCli: s.waitCli, cfg: cfg, metrics: s.metrics, pool: newLeasePool(s.cli),
-		released: map[clientv3.LeaseID]int{}, held: map[clientv3.LeaseID]heldBy{}}
+	ended := new(atomic.Int64)
+	s.locks = &locks{cli: s.cli, waitCli: s.waitCli, cfg: cfg, metrics: s.metrics, pool: newLeasePool(s.cli, ended),
+		ended: ended, released: map[clientv3.LeaseID]int{}, held: map[clientv3.LeaseID]heldBy{}}
 	ctx, cancel = context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(2)
@@ -104,6 +106,14 @@ func New(cfg Config, log *logline.Logger) (*Server, error) {
 		defer s.wg.Done()
 		s.locks.pool.run(ctx, cfg.DialTimeout)
 	}()
+	if s.etcd != nil {
+		c := &compactor{cli: s.cli, ended: ended, log: log, every: time.Second, after: 100}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			c.run(ctx, cfg.DialTimeout)
+		}()
+	}
 	return s, nil
 }
 

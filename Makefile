@@ -81,7 +81,7 @@ bench-run:
 	@command -v tini >/dev/null && command -v dumb-init >/dev/null && command -v supervisord >/dev/null && command -v wrk >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tini dumb-init supervisor wrk; }
 	$(GO) test -run XXX -bench . -benchmem ./internal/logline ./wrapper/relay ./wrapper/health
-	$(GO) test -run XXX -bench AcquireRelease -benchtime 1x ./sharedlock
+	$(GO) test -run XXX -bench 'AcquireRelease|Departures' -benchtime 1x ./sharedlock
 	$(GO) test -run XXX -bench Merge -benchmem ./prommerge
 	$(GO) run ./integration/bench -bin bin
 

@@ -225,9 +225,6 @@ func (l *locks) try(ctx context.Context, name, owner string, ttl, wait time.Dura
 		l.metrics.acquisitions.WithLabelValues("timeout").Inc()
 		h, _ := l.inspect(quick, name)
 		return giveUp(h, ErrWaited)
-	case errors.Is(err, ErrExpired):
-		l.metrics.acquisitions.WithLabelValues("expired").Inc()
-		return fail(ErrExpired)
 	default:
 		l.metrics.etcdErrors.Inc()
 		return fail(fmt.Errorf("lock %s: %w", name, err))

@@ -9,6 +9,7 @@ package logline
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"time"
 	"unicode/utf8"
 )
@@ -101,17 +102,17 @@ const (
 	highs = 0x8080808080808080
 )
 
-// plain reports whether the 8 bytes of w are all printable ASCII other than
-// '"' and '\\' (bytes 0x20..0x7e without 0x22 and 0x5c), the common case.
-func plain(w uint64) bool {
-	ctl := (w - 0x20*ones) &^ w // high bit set where byte < 0x20 (or >= 0x80, caught below)
-	del := w ^ (0x7f * ones)
-	del = (del - ones) &^ del // high bit where byte == DEL
-	q := w ^ ('"' * ones)
-	q = (q - ones) &^ q // high bit where byte == '"'
-	b := w ^ ('\\' * ones)
-	b = (b - ones) &^ b // high bit where byte == '\\'
-	return (ctl|del|q|b|w)&highs == 0
+// special returns, for the 8 bytes of w, a mask whose lowest set bit is the
+// high bit of the first byte that is not plain printable ASCII: a control
+// byte (the newline among them), '"', '\\', DEL or a byte >= 0x80. Bits
+// above the lowest one may be false alarms (a borrow or carry out of that
+// byte); a zero mask means all 8 bytes are plain.
+func special(w uint64) uint64 {
+	ctl := w - 0x20*ones            // borrows where a byte < 0x20; bytes >= 0xa0 set their high bit too
+	del := w + ones                 // 0x7f becomes 0x80; bytes >= 0x80 are caught by w itself
+	q := (w ^ ('"' * ones)) - ones  // borrows where a byte == '"'
+	b := (w ^ ('\\' * ones)) - ones // borrows where a byte == '\\'
+	return (ctl | del | q | b | w) & highs
 }
 
 var safeByte = func() (t [256]bool) {
@@ -125,54 +126,92 @@ const hexDigits = "0123456789abcdef"
 
 // AppendQuotedBody appends s escaped for the inside of a logfmt quoted value,
 // with go-logfmt's rules: \" \\ \n \r \t, \u00XX for other control bytes and DEL, and
-// \ufffd for every byte that is not part of valid UTF-8. A run of 8 plain
-// bytes is checked with one word operation.
+// \ufffd for every byte that is not part of valid UTF-8.
 func AppendQuotedBody(dst, s []byte) []byte {
-	start := 0
+	dst, _ = appendEscaped(dst, s, false)
+	return dst
+}
+
+// appendEscaped escapes s into dst as AppendQuotedBody does, up to its end
+// or, with toNewline, up to its first '\n', whose index it returns (-1 when
+// there is none: dst then holds the whole of s escaped). Runs of plain bytes
+// are found 8 at a time and copied in one piece.
+func appendEscaped(dst, s []byte, toNewline bool) ([]byte, int) {
+	run := 0 // start of the plain bytes not yet copied
 	i := 0
-	for i < len(s) {
-		end := len(s)
-		if i+8 <= len(s) {
-			if plain(binary.LittleEndian.Uint64(s[i:])) {
-				i += 8
-				continue
+	for {
+		for i+8 <= len(s) {
+			if m := special(binary.LittleEndian.Uint64(s[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				goto found
 			}
-			end = i + 8 // look at these 8 bytes one by one, then try words again
+			i += 8
 		}
-		for i < end {
-			c := s[i]
-			if safeByte[c] {
-				i++
-				continue
-			}
-			if c < utf8.RuneSelf {
-				dst = append(dst, s[start:i]...)
-				switch c {
-				case '"', '\\':
-					dst = append(dst, '\\', c)
-				case '\n':
-					dst = append(dst, '\\', 'n')
-				case '\r':
-					dst = append(dst, '\\', 'r')
-				case '\t':
-					dst = append(dst, '\\', 't')
-				default:
-					dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-				}
-				i++
-				start = i
-				continue
-			}
-			r, size := utf8.DecodeRune(s[i:])
-			if r == utf8.RuneError && size == 1 {
-				dst = append(dst, s[start:i]...)
-				dst = append(dst, `\ufffd`...)
-				start = i + 1
-			}
-			i += size
+		for i < len(s) && safeByte[s[i]] {
+			i++
 		}
+		if i == len(s) {
+			return append(dst, s[run:]...), -1
+		}
+	found:
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c == '\n' && toNewline {
+				return append(dst, s[run:i]...), i
+			}
+			dst = append(dst, s[run:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			run = i
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[run:i]...)
+			dst = append(dst, `\ufffd`...)
+			run = i + 1
+		}
+		i += size
 	}
-	return append(dst, s[start:]...)
+}
+
+// AppendLines appends, as AppendLine does, every complete line of buf up
+// to the first one longer than max bytes: each byte is looked at once, to
+// find both the line's end and what needs escaping. It returns how many
+// bytes of buf it consumed (through the last newline it encoded) and how
+// many lines it appended; the rest (an unfinished line, or one longer than
+// max, for the caller to cut) is left.
+func (f *LineFormat) AppendLines(dst, ts []byte, lvl Level, buf []byte, max int) (out []byte, consumed, lines int) {
+	if lvl >= numLevels {
+		lvl = Info
+	}
+	head := f.head[lvl]
+	for consumed < len(buf) {
+		mark := len(dst)
+		dst = append(dst, "ts="...)
+		dst = append(dst, ts...)
+		dst = append(dst, head...)
+		var nl int
+		dst, nl = appendEscaped(dst, buf[consumed:], true)
+		if nl < 0 || nl > max {
+			return dst[:mark], consumed, lines
+		}
+		dst = append(dst, f.tail...)
+		consumed += nl + 1
+		lines++
+	}
+	return dst, consumed, lines
 }
 
 // AppendValue appends v as a logfmt value, quoted only when it must be

@@ -130,7 +130,52 @@ func FuzzLine(f *testing.F) {
 		if len(kvs) != 6 || kvs[4][0] != "msg" || kvs[4][1] != normalize(msg) {
 			t.Fatalf("%q decoded to %q", msg, kvs)
 		}
+		checkAppendLines(t, lf, msg)
 	})
+}
+
+// checkAppendLines checks that AppendLines on buf gives, line for line,
+// what AppendLine gives for each complete line of it, stops at the first
+// line longer than max, and leaves the unfinished rest.
+func checkAppendLines(t *testing.T, lf *LineFormat, buf []byte) {
+	t.Helper()
+	ts := []byte("2026-01-01T00:00:00.000Z")
+	for _, max := range []int{MaxLine, 7} {
+		var want []byte
+		wantLines, wantConsumed := 0, 0
+		for rest := buf; ; {
+			i := bytes.IndexByte(rest, '\n')
+			if i < 0 || i > max {
+				break
+			}
+			want = lf.AppendLine(want, ts, Warn, rest[:i], false)
+			wantLines++
+			wantConsumed += i + 1
+			rest = rest[i+1:]
+		}
+		got, consumed, lines := lf.AppendLines([]byte("kept "), ts, Warn, buf, max)
+		if string(got) != "kept "+string(want) || consumed != wantConsumed || lines != wantLines {
+			t.Fatalf("AppendLines(%q, max %d) = %q, %d, %d; want %q, %d, %d", buf, max, got, consumed, lines, "kept "+string(want), wantConsumed, wantLines)
+		}
+	}
+}
+
+// Every kind of byte that needs escaping, at every place of an 8-byte word
+// and after bytes whose arithmetic carries or borrows into it.
+func TestAppendLinesMatchesAppendLine(t *testing.T) {
+	lf := NewLineFormat("app", "stdout", []Label{{"team", "core"}})
+	specials := []string{"\n", "\"", "\\", "\x7f", "\x00", "\x1f", "\t", "\r", "\x80", "\xff", "é", "€", "\xe2\x82", "\xf0\x9f\x98\x80", " ", "~", "!", "#", "[", "]"}
+	for _, a := range specials {
+		for _, b := range specials {
+			for pos := 0; pos < 10; pos++ {
+				buf := strings.Repeat("x", pos) + a + strings.Repeat("y", 9-pos) + b + "z\n" + "tail"
+				checkAppendLines(t, lf, []byte(buf))
+			}
+		}
+	}
+	for _, s := range corpus {
+		checkAppendLines(t, lf, []byte(s+"\n"+s+"\n"+s))
+	}
 }
 
 // BenchmarkAppendLine: a 100-byte line of plain text (the fast path), and

@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -47,7 +48,16 @@ func ParseFormat(s string) (Format, error) {
 	return Logfmt, fmt.Errorf("LOG_FORMAT: unknown format %q (logfmt, free or auto)", s)
 }
 
+// readSize is what one read takes: a pipe's default capacity.
 const readSize = 64 << 10
+
+// The read and write buffers are taken from these pools when a pipe has
+// data and given back as soon as it has none, so that an idle stream holds
+// no buffer: a thousand quiet children cost no more than the few that log.
+var (
+	readBufs  = sync.Pool{New: func() any { b := make([]byte, readSize); return &b }}
+	writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2*readSize); return &b }}
+)
 
 // Source is one stream of one process.
 type Source struct {
@@ -62,7 +72,8 @@ type Source struct {
 
 // Run relays r until it returns EOF or an error (such as a read deadline set
 // by the owner to bound the drain), and writes a last line that lacks its
-// newline. It returns the number of lines written.
+// newline. It returns the number of lines written. A pipe (an *os.File
+// that is pollable) is read without holding a buffer while it is empty.
 func (s *Source) Run(r io.Reader) (lines int, err error) {
 	limit := s.MaxLine
 	if limit <= 0 {
@@ -72,73 +83,52 @@ func (s *Source) Run(r io.Reader) (lines int, err error) {
 	if now == nil {
 		now = time.Now
 	}
+	in := newInput(r, limit)
+	defer in.putBack()
 	var clock logline.Clock
-	buf := make([]byte, readSize)
-	out := make([]byte, 0, readSize*2)
-	start, end := 0, 0
 	for {
-		if end == len(buf) {
-			// no room left: move the unfinished line to the front, or grow
-			// the buffer while the line is shorter than max.
-			if start > 0 {
-				end = copy(buf, buf[start:end])
-				start = 0
-			} else {
-				nb := make([]byte, max(min(2*len(buf), limit+1), len(buf)+1))
-				end = copy(nb, buf[:end])
-				buf = nb
-			}
+		n, rerr := in.read()
+		if n == 0 && rerr == nil {
+			continue
 		}
-		n, rerr := r.Read(buf[end:])
-		end += n
+		buf := in.buf[in.start:in.end]
 		ts := clock.Format(now())
-		out = out[:0]
-		count := 0
-		for start < end {
-			i := bytes.IndexByte(buf[start:end], '\n')
-			if i < 0 {
-				break
+		var out []byte
+		var ob *[]byte
+		if s.Format == Free && len(buf) <= limit {
+			// whole lines go out as they came, from the read buffer itself
+			if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+				out = buf[:i+1]
+				in.start += i + 1
+				count := bytes.Count(out, newline)
+				err = s.write(out, count, err)
+				lines += count
 			}
-			line := buf[start : start+i]
-			for len(line) > limit {
-				cut := runeCut(line, limit)
-				out = s.appendLine(out, ts, line[:cut], true)
-				count++
-				line = line[cut:]
-			}
-			out = s.appendLine(out, ts, line, false)
-			count++
-			start += i + 1
-		}
-		// a line longer than max: cut it at a rune boundary and mark it.
-		for end-start > limit {
-			cut := runeCut(buf[start:end], limit)
-			out = s.appendLine(out, ts, buf[start:start+cut], true)
-			count++
-			start += cut
-		}
-		if rerr != nil && end > start {
-			out = s.appendLine(out, ts, buf[start:end], false)
-			count++
-			start = end
-		}
-		if len(out) > 0 {
-			if _, werr := s.Out.Write(out); werr != nil && err == nil {
-				err = fmt.Errorf("write: %w", werr)
-			}
-			lines += count
-			if s.Observed != nil {
-				s.Observed(count)
+		} else {
+			ob = writeBufs.Get().(*[]byte)
+			out = (*ob)[:0]
+			count := 0
+			out, count = s.encode(out, ts, in, limit)
+			if len(out) > 0 {
+				err = s.write(out, count, err)
+				lines += count
 			}
 		}
-		if start == end {
-			start, end = 0, 0
-			if len(buf) > readSize {
-				buf = make([]byte, readSize) // give back what a long line took
+		if rerr != nil && in.end > in.start {
+			// the stream ended inside a line: it goes out as it is
+			if ob == nil {
+				ob = writeBufs.Get().(*[]byte)
 			}
+			out = s.appendLine((*ob)[:0], ts, in.buf[in.start:in.end], false)
+			err = s.write(out, 1, err)
+			lines++
+			in.start = in.end
 		}
-		if cap(out) > 4*readSize {
-			out = make([]byte, 0, readSize*2)
+		if ob != nil {
+			if cap(out) <= 4*readSize {
+				*ob = out[:0]
+				writeBufs.Put(ob)
+			}
 		}
 		if rerr != nil {
 			if errors.Is(rerr, io.EOF) || errors.Is(rerr, os.ErrClosed) {
@@ -146,6 +136,57 @@ func (s *Source) Run(r io.Reader) (lines int, err error) {
 			}
 			return lines, errors.Join(err, rerr)
 		}
+	}
+}
+
+var newline = []byte{'\n'}
+
+// write writes out, which holds count lines, and keeps the first error.
+func (s *Source) write(out []byte, count int, err error) error {
+	if _, werr := s.Out.Write(out); werr != nil && err == nil {
+		err = fmt.Errorf("write: %w", werr)
+	}
+	if s.Observed != nil {
+		s.Observed(count)
+	}
+	return err
+}
+
+// encode appends every complete line of what in holds, and the pieces of a
+// line longer than limit (cut at a rune boundary and marked partial), and
+// consumes them from in.
+func (s *Source) encode(out, ts []byte, in *input, limit int) ([]byte, int) {
+	count := 0
+	for {
+		buf := in.buf[in.start:in.end]
+		if s.Format == Logfmt && (len(buf) <= readSize || bytes.IndexByte(buf, '\n') >= 0) {
+			// one pass over each byte; a long unfinished line is only
+			// searched for its newline until it has one
+			var n, k int
+			out, n, k = s.Line.AppendLines(out, ts, s.Level, buf, limit)
+			in.start += n
+			count += k
+			buf = buf[n:]
+		} else {
+			for {
+				i := bytes.IndexByte(buf, '\n')
+				if i < 0 || i > limit {
+					break
+				}
+				out = s.appendLine(out, ts, buf[:i], false)
+				count++
+				in.start += i + 1
+				buf = buf[i+1:]
+			}
+		}
+		if len(buf) <= limit {
+			return out, count
+		}
+		// a line longer than max: cut it at a rune boundary and mark it.
+		cut := runeCut(buf, limit)
+		out = s.appendLine(out, ts, buf[:cut], true)
+		count++
+		in.start += cut
 	}
 }
 

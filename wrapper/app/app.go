@@ -393,14 +393,8 @@ func pageOutStartup(ctx context.Context, st *state.Store, log *logline.Logger) {
 	limit := time.NewTimer(5 * time.Second)
 	defer limit.Stop()
 	for started := false; !started; {
-		view, changed := st.Watch()
-		started = true
-		for i := range view.Procs {
-			if ph := view.Procs[i].Phase; ph == state.Pending || ph == state.Starting {
-				started = false
-			}
-		}
-		if started {
+		sum, changed := st.Summarize()
+		if started = sum.Unstarted == 0; started {
 			break
 		}
 		select {

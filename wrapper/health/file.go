@@ -29,11 +29,11 @@ type ReadinessFile struct {
 // writes the file. It returns when written, or when ctx ends.
 func (f *ReadinessFile) WaitAndWrite(ctx context.Context, st *state.Store) error {
 	for {
-		view, changed := st.Watch()
-		if view.Stopping {
+		sum, changed := st.Summarize()
+		if sum.Stopping {
 			return nil
 		}
-		if ok, _ := Report(Readiness, view); ok {
+		if sum.Ready() {
 			return f.write()
 		}
 		select {

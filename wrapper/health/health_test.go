@@ -236,3 +236,43 @@ func TestWaitersAreCapped(t *testing.T) {
 		t.Errorf("%d places still taken after the waiters left", n)
 	}
 }
+
+// The readiness file and the hooks wait on the store's summary: it is
+// ready exactly when /readiness answers 200.
+func TestSummaryReadyIsReadiness(t *testing.T) {
+	names := []string{"a", "b", "c"}
+	st := state.New(names)
+	phases := []state.Phase{state.Pending, state.Running, state.Completed, state.Failed, state.Stopped}
+	seen := map[bool]int{}
+	for step := 0; step < 3000; step++ {
+		n := names[step%3]
+		switch k := (step * 7919) % 11; k {
+		case 0:
+			st.SetGate("post-start hook")
+		case 1:
+			st.SetGate("")
+		case 2:
+			if step > 2500 {
+				st.SetPreempted()
+			}
+		case 3:
+			if step > 2800 {
+				st.SetStopping()
+			}
+		default:
+			st.Update(n, func(p *state.Process) {
+				p.Phase = phases[(step/3+k)%len(phases)]
+				p.Started, p.ProbeReady, p.LiveFailed = k%2 == 0, k%3 != 0, k == 10
+			})
+		}
+		sum, _ := st.Summarize()
+		view, _ := st.Watch()
+		if ok, body := Report(Readiness, view); ok != sum.Ready() {
+			t.Fatalf("step %d: /readiness says %v (%q), the summary %v (%+v)", step, ok, body, sum.Ready(), sum)
+		}
+		seen[sum.Ready()]++
+	}
+	if seen[true] == 0 || seen[false] == 0 {
+		t.Fatalf("the states tried were ready %d times, not ready %d times: both must be tried", seen[true], seen[false])
+	}
+}

@@ -86,18 +86,11 @@ func (r *Runner) Run(ctx context.Context) {
 // waitProcessesReady waits until every process is ready, the gate aside.
 func (r *Runner) waitProcessesReady(ctx context.Context) bool {
 	for {
-		view, changed := r.State.Watch()
-		if view.Stopping {
+		sum, changed := r.State.Summarize()
+		if sum.Stopping {
 			return false
 		}
-		ready := true
-		for i := range view.Procs {
-			if ok, _ := view.Procs[i].Ready(); !ok {
-				ready = false
-				break
-			}
-		}
-		if ready {
+		if sum.NotReady == 0 {
 			return true
 		}
 		select {

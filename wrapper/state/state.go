@@ -95,6 +95,8 @@ type Store struct {
 	mu        sync.Mutex
 	procs     []Process
 	index     map[string]int
+	unstarted int // processes pending or starting
+	notReady  int // processes not ready
 	changed   chan struct{}
 	stopping  bool
 	preempted bool   // the node is being taken away: not ready, still live
@@ -109,9 +111,27 @@ type View struct {
 	Gate      string // non-empty: the wrapper is not ready for this reason (post-start hooks)
 }
 
+// Summary is what waiting for "every process started" or "ready" needs,
+// kept up to date at each change: a waiter wakes at every change of every
+// process, and with a thousand processes a look at the whole table at each
+// wake would make starting them cost the square of their number.
+type Summary struct {
+	Unstarted int // processes pending or starting
+	NotReady  int // processes not ready
+	Stopping  bool
+	Preempted bool
+	Gate      string
+}
+
+// Ready reports whether the wrapper as a whole is ready, as /readiness
+// answers it.
+func (s Summary) Ready() bool {
+	return !s.Stopping && !s.Preempted && s.Gate == "" && s.NotReady == 0
+}
+
 // New returns a store with every named process pending.
 func New(names []string) *Store {
-	s := &Store{index: make(map[string]int, len(names)), changed: make(chan struct{})}
+	s := &Store{index: make(map[string]int, len(names)), changed: make(chan struct{}), unstarted: len(names), notReady: len(names)}
 	now := time.Now()
 	for i, n := range names {
 		s.index[n] = i
@@ -128,12 +148,48 @@ func (s *Store) Update(name string, f func(p *Process)) {
 	if !ok {
 		return
 	}
-	before := s.procs[i].Phase
-	f(&s.procs[i])
-	if s.procs[i].Phase != before {
-		s.procs[i].Since = time.Now()
+	p := &s.procs[i]
+	before := p.Phase
+	unstarted, notReady := p.counts()
+	f(p)
+	if p.Phase != before {
+		p.Since = time.Now()
 	}
+	u, n := p.counts()
+	s.unstarted += u - unstarted
+	s.notReady += n - notReady
 	s.notifyLocked()
+}
+
+// counts is how p adds to the summary's counts.
+func (p *Process) counts() (unstarted, notReady int) {
+	if p.Phase == Pending || p.Phase == Starting {
+		unstarted = 1
+	}
+	if ok, _ := p.Ready(); !ok {
+		notReady = 1
+	}
+	return
+}
+
+// Summarize returns the summary and the channel closed at the next change,
+// taken at one instant, at a cost that does not grow with the processes.
+func (s *Store) Summarize() (Summary, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Summary{Unstarted: s.unstarted, NotReady: s.notReady, Stopping: s.stopping, Preempted: s.preempted, Gate: s.gate}, s.changed
+}
+
+// WatchOne returns the status of one process and the channel closed at the
+// next change (of any process).
+func (s *Store) WatchOne(name string) (Process, bool, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.index[name]
+	if !ok {
+		return Process{}, false, s.changed
+	}
+	return s.procs[i], true, s.changed
 }
 
 // SetStopping records that the wrapper is shutting down.

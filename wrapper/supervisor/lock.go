@@ -112,15 +112,11 @@ func (r *runner) keep(lease lockclient.Lease, ttl time.Duration, untilReady bool
 		for {
 			var changed <-chan struct{}
 			if untilReady {
-				view, ch := r.sup.opt.State.Watch()
-				for i := range view.Procs {
-					if view.Procs[i].Name == r.p.Name {
-						if ok, _ := view.Procs[i].Ready(); ok {
-							r.releaseLock(lease)
-							k.released = true
-							return
-						}
-					}
+				p, _, ch := r.sup.opt.State.WatchOne(r.p.Name)
+				if ok, _ := p.Ready(); ok {
+					r.releaseLock(lease)
+					k.released = true
+					return
 				}
 				changed = ch
 			}

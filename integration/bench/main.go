@@ -27,7 +27,17 @@ var (
 	runs    = flag.Int("runs", 5, "repetitions of each throughput measurement (the median is shown)")
 	lines   = flag.Int("lines", 1000000, "lines per throughput run")
 	idleFor = flag.Duration("idle", 10*time.Second, "how long idle CPU is measured")
+	only    = flag.String("only", "", "comma-separated sections to run (relay, idle, start, term, pid1, load, thousand, relaycpu, lone); empty: all")
 )
+
+func section(name, title string) bool {
+	if *only != "" && !slices.Contains(strings.Split(*only, ","), name) {
+		return false
+	}
+	fmt.Println()
+	fmt.Println("## " + title)
+	return true
+}
 
 var wrapper, child, tmp string
 
@@ -51,26 +61,36 @@ func main() {
 		}
 	}
 
-	fmt.Println("## Log relay: lines/s through one reader of stdout (median of", *runs, "runs)")
-	relayTable(false, peers)
-	fmt.Println()
-	fmt.Println("## Log relay: 4 children at once, stdout and stderr")
-	relayTable(true, peers)
-	fmt.Println()
-	fmt.Println("## Idle: 3 sleeping children, no probes")
-	idleTable(peers)
-	fmt.Println()
-	fmt.Println("## Start, run one `true`, exit (median of 50)")
-	startTable(peers)
-	fmt.Println()
-	fmt.Println("## SIGTERM to exit, child exits at once on SIGTERM (median of 20)")
-	termTable(peers)
-	fmt.Println()
-	fmt.Println("## PID 1 and size")
-	pid1AndSize()
-	fmt.Println()
-	fmt.Println("## 100 processes with 1 s http probes")
-	loadTable()
+	if section("relay", fmt.Sprint("Log relay: lines/s through one reader of stdout (median of ", *runs, " runs)")) {
+		relayTable(false, peers)
+	}
+	if section("relay", "Log relay: 4 children at once, stdout and stderr") {
+		relayTable(true, peers)
+	}
+	if section("relaycpu", "Log relay: the wrapper's CPU and wall time against cat moving the same output bytes") {
+		relayCPUTable()
+	}
+	if section("lone", "Lone lines beside a heavy writer") {
+		loneTable()
+	}
+	if section("idle", "Idle: 3 sleeping children, no probes") {
+		idleTable(peers)
+	}
+	if section("start", "Start, run one `true`, exit (median of 50)") {
+		startTable(peers)
+	}
+	if section("term", "SIGTERM to exit, child exits at once on SIGTERM (median of 20)") {
+		termTable(peers)
+	}
+	if section("pid1", "PID 1 and size") {
+		pid1AndSize()
+	}
+	if section("thousand", "100 to 1000 sleeping processes") {
+		thousandTable()
+	}
+	if section("load", "100 processes with 1 s http probes") {
+		loadTable()
+	}
 }
 
 func fail(err error) {

@@ -102,6 +102,15 @@ func main() {
 			w.Write([]byte("ok\n"))
 		}))
 		fatal("bare: %v", err)
+	case "stamp": // stamp INTERVAL COUNT: print "stamp <unix ns>" every INTERVAL, each line alone in its write
+		d, err := time.ParseDuration(arg(args, 0, "10ms"))
+		if err != nil {
+			fatal("bad interval %q", arg(args, 0, ""))
+		}
+		for range atoi(arg(args, 1, "100")) {
+			fmt.Fprintf(os.Stdout, "stamp %d\n", time.Now().UnixNano())
+			time.Sleep(d)
+		}
 	case "tick": // tick INTERVAL [COUNT]: print a numbered line every INTERVAL
 		tick(arg(args, 0, "1s"), atoi(arg(args, 1, "0")))
 	case "reaped": // reaped [DONEFILE]: once DONEFILE exists, wait until the parent has no other testchild child and no zombie child

@@ -55,6 +55,9 @@ const ExitUsage = 2
 // Main runs the wrapper with args (without the program name) and returns its
 // exit code.
 func Main(args []string, stdout io.Writer) int {
+	if f, ok := stdout.(*os.File); ok {
+		stdout = logline.Pollable(f)
+	}
 	out := logline.NewOutput(stdout)
 	log := logline.NewLogger(out, "process-wrapper")
 	exitCalled := -1

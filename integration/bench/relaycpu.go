@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// stage is one command of a pipeline, and what its run cost.
+type stage struct {
+	argv []string
+	env  []string // added to the environment
+	in   string   // file on stdin for the first stage; "" for /dev/null
+	cpu  time.Duration
+}
+
+// pipeline runs the stages with each one's stdout into the next one's stdin
+// (the last one's to /dev/null) and returns the wall time until every stage
+// exited; each stage's cpu is its own and its reaped children's.
+func pipeline(stages []*stage) time.Duration {
+	cmds := make([]*exec.Cmd, len(stages))
+	var closers []io.Closer
+	var prev *os.File
+	for i, s := range stages {
+		c := exec.Command(s.argv[0], s.argv[1:]...)
+		c.Env = append(os.Environ(), s.env...)
+		c.Stderr = os.Stderr
+		if i == 0 && s.in != "" {
+			f, err := os.Open(s.in)
+			if err != nil {
+				fail(err)
+			}
+			closers = append(closers, f)
+			c.Stdin = f
+		} else if prev != nil {
+			c.Stdin = prev
+		}
+		if i == len(stages)-1 {
+			c.Stdout = nil // /dev/null
+		} else {
+			r, w, err := os.Pipe()
+			if err != nil {
+				fail(err)
+			}
+			c.Stdout = w
+			closers = append(closers, w, r)
+			prev = r
+		}
+		cmds[i] = c
+	}
+	began := time.Now()
+	for _, c := range cmds {
+		if err := c.Start(); err != nil {
+			fail(err)
+		}
+	}
+	for _, c := range closers {
+		c.Close()
+	}
+	for i, c := range cmds {
+		if err := c.Wait(); err != nil {
+			fail(fmt.Errorf("%q: %v", stages[i].argv, err))
+		}
+		stages[i].cpu = c.ProcessState.UserTime() + c.ProcessState.SystemTime()
+	}
+	return time.Since(began)
+}
+
+// runPipeline runs a fresh copy of the stages and returns the wall time
+// and each stage's CPU.
+func runPipeline(stages []stage) (time.Duration, []time.Duration) {
+	ss := make([]*stage, len(stages))
+	for j := range stages {
+		s := stages[j]
+		ss[j] = &s
+	}
+	wall := pipeline(ss)
+	cpus := make([]time.Duration, len(ss))
+	for j, s := range ss {
+		cpus[j] = s.cpu
+	}
+	return wall, cpus
+}
+
+// writeLines writes n lines of 98 bytes each over files files (the
+// writers' input: cat moves them at the speed of a pipe).
+func writeLines(name string, n int) string {
+	p := filepath.Join(tmp, name)
+	f, err := os.Create(p)
+	if err != nil {
+		fail(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	filler := strings.Repeat("abcdefghij", 10)
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(w, "line %08d %s\n", i, filler[:83]) // 98 bytes with the newline
+	}
+	if err := w.Flush(); err != nil {
+		fail(err)
+	}
+	f.Close()
+	return p
+}
+
+// capture runs argv with stdout to a file, for the baselines that move the
+// wrapper's exact output.
+func capture(argv []string, env []string, out string) []byte {
+	c := exec.Command(argv[0], argv[1:]...)
+	c.Env = append(os.Environ(), env...)
+	f, err := os.Create(out)
+	if err != nil {
+		fail(err)
+	}
+	c.Stdout = f
+	if err := c.Run(); err != nil {
+		fail(fmt.Errorf("%q: %v", argv, err))
+	}
+	f.Close()
+	b, err := os.ReadFile(out)
+	if err != nil {
+		fail(err)
+	}
+	return b
+}
+
+func relayCPUTable() {
+	n := *lines
+	in := writeLines("in.txt", n)
+	cfg1 := writeConfig("cat1.yaml", fmt.Sprintf("- {name: loud, entrypoint: cat, args: [%q], restartPolicy: Never}\n", in))
+	var b strings.Builder
+	var ins []string
+	for i := 0; i < 4; i++ {
+		ins = append(ins, writeLines(fmt.Sprintf("in%d.txt", i), n/4))
+		fmt.Fprintf(&b, "- {name: loud%d, entrypoint: cat, args: [%q], restartPolicy: Never}\n", i, ins[i])
+	}
+	cfg4 := writeConfig("cat4.yaml", b.String())
+
+	fmt.Printf("%d lines of 98 B; each writer is `cat` of a page-cached file. CPU is user+system of the process and its children. The runs of the wrapper and of its baselines alternate; medians of %d rounds, the ratios the medians of each round's.\n\n", n, *runs)
+	fmt.Println("| figure | wrapper | baseline in the same run | ratio | goal | |")
+	fmt.Println("|---|---|---|---|---|---|")
+	cat := []string{"cat"}
+	free := []string{"LOG_FORMAT=free"}
+	for _, v := range []struct {
+		name, cfg string
+		ins       []string
+		want      int
+	}{{"1 writer", cfg1, []string{in}, n}, {"4 writers", cfg4, ins, n}} {
+		out := filepath.Join(tmp, "out.txt")
+		got := capture([]string{wrapper, "-config", v.cfg}, nil, out)
+		checkLines(got, v.want)
+		var own, mid, wall, cwall, cpuRatio, wallRatio []time.Duration
+		for i := 0; i < *runs; i++ {
+			_, wcpu := runPipeline([]stage{{argv: append([]string{"cat"}, v.ins...)}, {argv: cat}})
+			w, cpu := runPipeline([]stage{{argv: []string{wrapper, "-config", v.cfg}}, {argv: cat}})
+			_, m := runPipeline([]stage{{argv: cat, in: out}, {argv: cat}, {argv: cat}})
+			cw, _ := runPipeline([]stage{{argv: cat, in: out}, {argv: cat}})
+			o := cpu[0] - wcpu[0]
+			own, mid, wall, cwall = append(own, o), append(mid, m[1]), append(wall, w), append(cwall, cw)
+			// ratios kept as durations of a thousandth: median() sorts them
+			cpuRatio = append(cpuRatio, time.Duration(1000*o.Seconds()/m[1].Seconds()))
+			wallRatio = append(wallRatio, time.Duration(1000*w.Seconds()/cw.Seconds()))
+		}
+		r := float64(median(cpuRatio)) / 1000
+		fmt.Printf("| %s: wrapper CPU less the writer's | %v | middle `cat` of `cat out.txt \\| cat \\| cat`: %v | %.2fx | <= 1.5x | %s |\n",
+			v.name, median(own).Round(time.Millisecond), median(mid).Round(time.Millisecond), r, met(r <= 1.5))
+		r = float64(median(wallRatio)) / 1000
+		fmt.Printf("| %s: wall time of `writer \\| wrapper \\| cat` (%d MB out) | %v | `cat out.txt \\| cat`: %v | %.2fx | <= 1.3x | %s |\n",
+			v.name, len(got)/1e6, median(wall).Round(time.Millisecond), median(cwall).Round(time.Millisecond), r, met(r <= 1.3))
+		if v.name != "1 writer" {
+			continue
+		}
+		var fwall, fbase, fratio []time.Duration
+		for i := 0; i < *runs; i++ {
+			w, _ := runPipeline([]stage{{argv: []string{wrapper, "-config", cfg1}, env: free}, {argv: cat}})
+			b, _ := runPipeline([]stage{{argv: cat, in: in}, {argv: cat}, {argv: cat}})
+			fwall, fbase = append(fwall, w), append(fbase, b)
+			fratio = append(fratio, time.Duration(1000*w.Seconds()/b.Seconds()))
+		}
+		r = float64(median(fratio)) / 1000
+		fmt.Printf("| LOG_FORMAT=free, 1 writer: wall time | %v | `writer \\| cat \\| cat`: %v | %.2fx | <= 1.1x | %s |\n",
+			median(fwall).Round(time.Millisecond), median(fbase).Round(time.Millisecond), r, met(r <= 1.1))
+	}
+}
+
+// checkLines fails unless out holds want relayed lines, each whole: a
+// timestamp, the app, the message as written and the line's end.
+func checkLines(out []byte, want int) {
+	got := 0
+	for len(out) > 0 {
+		i := bytes.IndexByte(out, '\n')
+		if i < 0 {
+			fail(fmt.Errorf("the output ends in a broken line %q", out))
+		}
+		l := out[:i]
+		out = out[i+1:]
+		if !bytes.Contains(l, []byte(" app=loud")) {
+			continue // the wrapper's own
+		}
+		j := bytes.Index(l, []byte(` msg="line `))
+		if !bytes.HasPrefix(l, []byte("ts=")) || j < 0 || len(l)-j != len(` msg="`)+97+1 || l[len(l)-1] != '"' {
+			fail(fmt.Errorf("broken line %q", l))
+		}
+		got++
+	}
+	if got != want {
+		fail(fmt.Errorf("%d lines relayed, want %d", got, want))
+	}
+}
+

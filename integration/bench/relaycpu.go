@@ -212,4 +212,3 @@ func checkLines(out []byte, want int) {
 		fail(fmt.Errorf("%d lines relayed, want %d", got, want))
 	}
 }
-

@@ -220,6 +220,22 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 	go func() { defer close(reaperDone); rp.Run(ctx) }()
 	defer func() { cancel(); <-reaperDone }()
 
+	// every process's pipes are waited on by one poller, until the exit
+	poller, err := relay.NewPoller()
+	if err != nil {
+		log.Error("cannot relay the processes' output", "err", err)
+		return 1
+	}
+	pollCtx, stopPoll := context.WithCancel(context.Background())
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		if err := poller.Run(pollCtx); err != nil {
+			log.Error("the log relay's poller failed", "err", err)
+		}
+	}()
+	defer func() { stopPoll(); <-pollDone }()
+
 	locks := lockclient.New(opts.SharedLockURL)
 	locks.Token = opts.SharedLockToken
 	beats := probe.NewBeats()
@@ -234,6 +250,7 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 		Log:        log,
 		Out:        out,
 		Format:     format,
+		Poller:     poller,
 		Environ:    os.Environ(),
 		Deadline:   opts.GracefulShutdownDeadline,
 		Reaps:      reaps,

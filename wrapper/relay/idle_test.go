@@ -2,6 +2,8 @@ package relay
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -16,19 +18,11 @@ import (
 	"github.com/process-wrapper/process-wrapper/internal/waitfor"
 )
 
-// unread is how many bytes wait in the pipe of r (FIONREAD): 0 once the
-// relay has read what was written.
-func unread(t *testing.T, r *os.File) int {
+// unread is how many bytes wait in the pipe read end fd (FIONREAD): 0 once
+// the relay has read what was written.
+func unread(t *testing.T, fd int) int {
 	var n int32
-	raw, err := r.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var errno syscall.Errno
-	raw.Control(func(fd uintptr) {
-		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&n)))
-	})
-	if errno != 0 {
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TIOCINQ, uintptr(unsafe.Pointer(&n))); errno != 0 {
 		t.Fatal(errno)
 	}
 	return int(n)
@@ -46,67 +40,112 @@ func (l *lockedBuffer) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
-// Idle pipes hold no read or write buffer, even with an unfinished line
-// read and waiting for its end; the line then comes out whole.
-func TestIdleStreamsHoldNoBuffer(t *testing.T) {
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// ended collects the ends of streams.
+type ended struct {
+	mu   sync.Mutex
+	errs map[*Stream]error
+	wg   sync.WaitGroup
+}
+
+func (e *ended) add() func(*Stream, int, error) {
+	e.wg.Add(1)
+	return func(st *Stream, _ int, err error) {
+		e.mu.Lock()
+		if e.errs == nil {
+			e.errs = map[*Stream]error{}
+		}
+		e.errs[st] = err
+		e.mu.Unlock()
+		e.wg.Done()
+	}
+}
+
+// poller starts a Poller for the test.
+func poller(t *testing.T) *Poller {
+	p, err := NewPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return p
+}
+
+// Idle pipes cost neither a goroutine nor a buffer, even with an
+// unfinished line read and waiting for its end; the line then comes out
+// whole.
+func TestIdleStreamsHoldNothing(t *testing.T) {
 	const streams = 500
+	p := poller(t)
 	var out lockedBuffer
 	o := logline.NewOutput(&out)
-	var wg sync.WaitGroup
-	var ws []*os.File
+	var ends ended
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
-	var rs []*os.File
+	goroutines := runtime.NumGoroutine()
+	var fds []int
+	var ws []*os.File
 	for i := 0; i < streams; i++ {
-		r, w, err := os.Pipe()
+		fd, w, err := Pipe()
 		if err != nil {
 			t.Fatal(err)
 		}
-		rs, ws = append(rs, r), append(ws, w)
 		src := &Source{Format: Logfmt, Line: logline.NewLineFormat(fmt.Sprint("p", i), "stdout", nil), Out: o, Now: fixedNow}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			src.Run(r)
-			r.Close()
-		}()
+		if _, err := p.Relay(src, fd, ends.add()); err != nil {
+			t.Fatal(err)
+		}
+		fds, ws = append(fds, fd), append(ws, w)
 		fmt.Fprintf(w, "first line of %d\nunfinished line of %d", i, i)
 	}
 	defer func() {
 		for _, w := range ws {
 			w.Close()
 		}
-		wg.Wait()
 	}()
 	waitfor.Condition(t, 10*time.Second, "every pipe read", func() bool {
-		for _, r := range rs {
-			if unread(t, r) > 0 {
+		for _, fd := range fds {
+			if unread(t, fd) > 0 {
 				return false
 			}
 		}
 		return true
 	})
-	// each relay gives its buffers back once its next read finds the pipe
-	// empty, which follows the read the condition above saw
+	// each stream's goroutine gives its buffers back and ends once its
+	// next read finds the pipe empty, which follows the read seen above
 	var per int64
+	var extra int
 	if !waitfor.Poll(10*time.Second, func() bool {
 		runtime.GC()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
 		per = (int64(after.HeapInuse) - int64(before.HeapInuse)) / streams
-		return per <= 8<<10
+		extra = runtime.NumGoroutine() - goroutines
+		return per <= 4<<10 && extra <= 0
 	}) {
-		t.Errorf("%d B of heap per idle stream: its buffers are held while its pipe is empty", per)
+		t.Errorf("%d B of heap and %d goroutines for %d idle streams: they hold buffers or goroutines while their pipes are empty", per, extra, streams)
 	}
 	t.Logf("heap in use per idle stream: %d B", per)
 	for _, w := range ws {
 		fmt.Fprintf(w, " ends here\n")
 		w.Close()
 	}
-	wg.Wait()
 	ws = nil
-	got := out.b.String()
+	ends.wg.Wait()
+	got := out.String()
 	for i := 0; i < streams; i++ {
 		for _, want := range []string{fmt.Sprintf(`app=p%d stream=stdout msg="first line of %d"`, i, i), fmt.Sprintf(`app=p%d stream=stdout msg="unfinished line of %d ends here"`, i, i)} {
 			if !strings.Contains(got, want+"\n") {
@@ -114,34 +153,131 @@ func TestIdleStreamsHoldNoBuffer(t *testing.T) {
 			}
 		}
 	}
+	for st, err := range ends.errs {
+		if err != nil {
+			t.Fatalf("stream %p ended with %v, want its end", st, err)
+		}
+	}
 }
 
 // A long line written slowly, in pieces that each find the pipe empty,
 // comes out whole.
 func TestLongLineWrittenSlowly(t *testing.T) {
+	p := poller(t)
 	var out lockedBuffer
-	r, w, err := os.Pipe()
+	fd, w, err := Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	var ends ended
 	src := &Source{Format: Logfmt, Line: logline.NewLineFormat("slow", "stdout", nil), Out: logline.NewOutput(&out), Now: fixedNow}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		src.Run(r)
-		r.Close()
-	}()
+	if _, err := p.Relay(src, fd, ends.add()); err != nil {
+		t.Fatal(err)
+	}
 	var want strings.Builder
 	for i := 0; i < 40; i++ { // 40 x 500 B: past the size kept aside
 		piece := strings.Repeat(string(rune('a'+i%26)), 500)
 		want.WriteString(piece)
 		w.WriteString(piece)
-		waitfor.Condition(t, 5*time.Second, "the piece read", func() bool { return unread(t, r) == 0 })
+		waitfor.Condition(t, 5*time.Second, "the piece read", func() bool { return unread(t, fd) == 0 })
 	}
 	w.WriteString("\n")
 	w.Close()
-	<-done
-	if got := out.b.String(); !strings.Contains(got, `msg="`+want.String()+`"`) || strings.Count(got, "\n") != 1 {
+	ends.wg.Wait()
+	if got := out.String(); !strings.Contains(got, `msg="`+want.String()+`"`) || strings.Count(got, "\n") != 1 {
 		t.Fatalf("got %d bytes in %d lines, want one line of %d", len(got), strings.Count(got, "\n"), want.Len())
+	}
+}
+
+// A pipe that stays open (a grandchild holds it) ends at its deadline,
+// idle or busy, with what it held relayed and its unfinished line last.
+func TestStreamExpires(t *testing.T) {
+	p := poller(t)
+	var out lockedBuffer
+	o := logline.NewOutput(&out)
+	var ends ended
+	idleFd, idleW, _ := Pipe()
+	busyFd, busyW, _ := Pipe()
+	defer idleW.Close()
+	defer busyW.Close()
+	idle, _ := p.Relay(&Source{Format: Logfmt, Line: logline.NewLineFormat("idle", "stdout", nil), Out: o, Now: fixedNow}, idleFd, ends.add())
+	busy, _ := p.Relay(&Source{Format: Logfmt, Line: logline.NewLineFormat("busy", "stdout", nil), Out: o, Now: fixedNow}, busyFd, ends.add())
+	idleW.WriteString("said\nhalf a line")
+	stop := make(chan struct{})
+	writing := make(chan struct{})
+	go func() {
+		defer close(writing)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := busyW.WriteString("again and again\n"); err != nil {
+				return // the read end is closed
+			}
+		}
+	}()
+	waitfor.Condition(t, 5*time.Second, "the idle pipe read", func() bool { return unread(t, idleFd) == 0 })
+	at := time.Now().Add(100 * time.Millisecond)
+	idle.Expire(at)
+	busy.Expire(at)
+	ends.wg.Wait()
+	close(stop)
+	busyW.Close()
+	<-writing
+	if !time.Now().After(at) {
+		t.Fatal("the streams ended before their deadline")
+	}
+	for st, err := range ends.errs {
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("stream %p ended with %v, want the deadline", st, err)
+		}
+	}
+	got := out.String()
+	if !strings.Contains(got, `app=idle stream=stdout msg="said"`) || !strings.Contains(got, `app=idle stream=stdout msg="half a line"`) || !strings.Contains(got, `app=busy stream=stdout msg="again and again"`) {
+		t.Fatalf("output: %.400q", got)
+	}
+}
+
+// A line written alone goes out at once while another pipe of the same
+// poller, on the same output, never stops.
+func TestPollerLoneLine(t *testing.T) {
+	p := poller(t)
+	out := &seen{mark: []byte("lone-line-7f3a"), at: make(chan struct{})}
+	o := logline.NewOutput(out)
+	var ends ended
+	heavyFd, heavyW, _ := Pipe()
+	quietFd, quietW, _ := Pipe()
+	p.Relay(&Source{Format: Logfmt, Line: logline.NewLineFormat("noisy", "stdout", nil), Out: o}, heavyFd, ends.add())
+	p.Relay(&Source{Format: Logfmt, Line: logline.NewLineFormat("quiet", "stdout", nil), Out: o}, quietFd, ends.add())
+	stop := make(chan struct{})
+	writing := make(chan struct{})
+	chunk := bytes.Repeat([]byte("a noisy line of the heavy writer beside it\n"), 1500)
+	go func() {
+		defer close(writing)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			heavyW.Write(chunk)
+		}
+	}()
+	defer func() {
+		close(stop)
+		<-writing
+		heavyW.Close()
+		quietW.Close()
+		ends.wg.Wait()
+	}()
+	if _, err := quietW.Write([]byte("lone-line-7f3a\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-out.at:
+	case <-time.After(time.Second):
+		t.Fatal("a line written alone was not relayed within 1 s")
 	}
 }

@@ -1,11 +1,6 @@
 package relay
 
-import (
-	"errors"
-	"io"
-	"os"
-	"syscall"
-)
+import "io"
 
 // keepAbove is the size of an unfinished line past which the buffer is kept
 // while the pipe is empty, rather than the line copied aside at every pause
@@ -16,9 +11,8 @@ const keepAbove = 4 << 10
 // yet relayed (buf[start:end]), taken from the pool only while there is
 // something to read or to keep.
 type input struct {
-	r     io.Reader
-	raw   syscall.RawConn // set for a pollable pipe: read without a buffer while it is empty
-	limit int             // the longest line: the buffer grows to hold one
+	r     io.Reader // for Source.Run; a Stream reads its pipe itself
+	limit int       // the longest line: the buffer grows to hold one
 	pool  *[]byte         // the pooled buffer in use, nil while idle or grown
 	buf   []byte          // nil while idle
 	start int
@@ -27,13 +21,7 @@ type input struct {
 }
 
 func newInput(r io.Reader, limit int) *input {
-	in := &input{r: r, limit: limit}
-	if f, ok := r.(*os.File); ok {
-		if raw, err := f.SyscallConn(); err == nil {
-			in.raw = raw
-		}
-	}
-	return in
+	return &input{r: r, limit: limit}
 }
 
 // take makes sure a buffer with room after what it holds is there: taken
@@ -83,49 +71,10 @@ func (in *input) putBack() {
 	}
 }
 
-// read reads what the source has (waiting for it without a buffer when the
-// source is a pipe) and appends it to buf[start:end].
+// read reads what r has and appends it to buf[start:end].
 func (in *input) read() (int, error) {
-	if in.raw == nil {
-		in.take()
-		n, err := in.r.Read(in.buf[in.end:])
-		in.end += n
-		return n, err
-	}
-	var n int
-	var rerr error
-	err := in.raw.Read(func(fd uintptr) bool {
-		in.take()
-		for {
-			n, rerr = syscall.Read(int(fd), in.buf[in.end:])
-			if rerr != syscall.EINTR {
-				break
-			}
-		}
-		if rerr == syscall.EAGAIN {
-			in.idle() // wait for the next data without the buffer
-			return false
-		}
-		return true
-	})
-	switch {
-	case err != nil:
-		in.take() // what was carried is relayed as the last line
-		return 0, closedAsEOF(err)
-	case rerr != nil:
-		return 0, os.NewSyscallError("read", rerr)
-	case n == 0:
-		return 0, io.EOF
-	}
+	in.take()
+	n, err := in.r.Read(in.buf[in.end:])
 	in.end += n
-	return n, nil
-}
-
-// closedAsEOF reports a pipe closed under the read as its end (RawConn
-// returns the poller's own "use of closed file", which os does not export).
-func closedAsEOF(err error) error {
-	if errors.Is(err, os.ErrClosed) || err.Error() == "use of closed file" {
-		return io.EOF
-	}
-	return err
+	return n, err
 }

@@ -72,18 +72,11 @@ type Source struct {
 
 // Run relays r until it returns EOF or an error (such as a read deadline set
 // by the owner to bound the drain), and writes a last line that lacks its
-// newline. It returns the number of lines written. A pipe (an *os.File
-// that is pollable) is read without holding a buffer while it is empty.
+// newline. It returns the number of lines written. It holds a buffer
+// while it waits: the processes' pipes are relayed by a Poller, which does
+// not.
 func (s *Source) Run(r io.Reader) (lines int, err error) {
-	limit := s.MaxLine
-	if limit <= 0 {
-		limit = logline.MaxLine
-	}
-	now := s.Now
-	if now == nil {
-		now = time.Now
-	}
-	in := newInput(r, limit)
+	in := newInput(r, s.limit())
 	defer in.putBack()
 	var clock logline.Clock
 	for {
@@ -91,44 +84,10 @@ func (s *Source) Run(r io.Reader) (lines int, err error) {
 		if n == 0 && rerr == nil {
 			continue
 		}
-		buf := in.buf[in.start:in.end]
-		ts := clock.Format(now())
-		var out []byte
-		var ob *[]byte
-		if s.Format == Free && len(buf) <= limit {
-			// whole lines go out as they came, from the read buffer itself
-			if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
-				out = buf[:i+1]
-				in.start += i + 1
-				count := bytes.Count(out, newline)
-				err = s.write(out, count, err)
-				lines += count
-			}
-		} else {
-			ob = writeBufs.Get().(*[]byte)
-			out = (*ob)[:0]
-			count := 0
-			out, count = s.encode(out, ts, in, limit)
-			if len(out) > 0 {
-				err = s.write(out, count, err)
-				lines += count
-			}
-		}
-		if rerr != nil && in.end > in.start {
-			// the stream ended inside a line: it goes out as it is
-			if ob == nil {
-				ob = writeBufs.Get().(*[]byte)
-			}
-			out = s.appendLine((*ob)[:0], ts, in.buf[in.start:in.end], false)
-			err = s.write(out, 1, err)
-			lines++
-			in.start = in.end
-		}
-		if ob != nil {
-			if cap(out) <= 4*readSize {
-				*ob = out[:0]
-				writeBufs.Put(ob)
-			}
+		k, werr := s.step(in, &clock, rerr)
+		lines += k
+		if err == nil {
+			err = werr
 		}
 		if rerr != nil {
 			if errors.Is(rerr, io.EOF) || errors.Is(rerr, os.ErrClosed) {
@@ -137,6 +96,63 @@ func (s *Source) Run(r io.Reader) (lines int, err error) {
 			return lines, errors.Join(err, rerr)
 		}
 	}
+}
+
+func (s *Source) limit() int {
+	if s.MaxLine <= 0 {
+		return logline.MaxLine
+	}
+	return s.MaxLine
+}
+
+// step relays what in holds after a read: every complete line (cut when
+// longer than the limit) and, when the read ended the stream (rerr), the
+// unfinished rest as a last line. It returns the lines written and the
+// first write error.
+func (s *Source) step(in *input, clock *logline.Clock, rerr error) (lines int, err error) {
+	now := s.Now
+	if now == nil {
+		now = time.Now
+	}
+	limit := in.limit
+	buf := in.buf[in.start:in.end]
+	ts := clock.Format(now())
+	var out []byte
+	var ob *[]byte
+	if s.Format == Free && len(buf) <= limit {
+		// whole lines go out as they came, from the read buffer itself
+		if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+			out = buf[:i+1]
+			in.start += i + 1
+			count := bytes.Count(out, newline)
+			err = s.write(out, count, err)
+			lines += count
+		}
+	} else {
+		ob = writeBufs.Get().(*[]byte)
+		out = (*ob)[:0]
+		count := 0
+		out, count = s.encode(out, ts, in, limit)
+		if len(out) > 0 {
+			err = s.write(out, count, err)
+			lines += count
+		}
+	}
+	if rerr != nil && in.end > in.start {
+		// the stream ended inside a line: it goes out as it is
+		if ob == nil {
+			ob = writeBufs.Get().(*[]byte)
+		}
+		out = s.appendLine((*ob)[:0], ts, in.buf[in.start:in.end], false)
+		err = s.write(out, 1, err)
+		lines++
+		in.start = in.end
+	}
+	if ob != nil && cap(out) <= 4*readSize {
+		*ob = out[:0]
+		writeBufs.Put(ob)
+	}
+	return lines, err
 }
 
 var newline = []byte{'\n'}

@@ -37,9 +37,9 @@ type runner struct {
 	pidFile    string // a floatingPid probe's: the daemon whose pid it holds is the process
 
 	mu    sync.Mutex
-	pid   int        // main pid while running, 0 otherwise
-	env   []string   // environment of the current run, for probes
-	pipes []*os.File // read ends still being relayed
+	pid   int             // main pid while running, 0 otherwise
+	env   []string        // environment of the current run, for probes
+	pipes []*relay.Stream // streams still being relayed
 }
 
 func newRunner(s *Supervisor, p *config.Process) (*runner, error) {
@@ -442,18 +442,19 @@ func (r *runner) start() (<-chan reaper.Exit, int, error) {
 		return nil, 0, fmt.Errorf("stdin: %w", err)
 	}
 	defer devNull.Close()
-	outR, outW, err := os.Pipe()
+	// the read ends are relayed from now on: the child's end of the
+	// stream, or its failure to start, closes the write ends
+	outW, err := r.pipe(r.stdout)
 	if err != nil {
 		return nil, 0, fmt.Errorf("stdout pipe: %w", err)
 	}
-	errR, errW, err := os.Pipe()
+	errW, err := r.pipe(r.stderr)
 	if err != nil {
-		outR.Close()
 		outW.Close()
 		return nil, 0, fmt.Errorf("stderr pipe: %w", err)
 	}
-	// Fd puts the write ends in blocking mode: the child must see an
-	// ordinary blocking stdout, and the wrapper closes them right after.
+	// the write ends are blocking, as a child expects its stdout to be,
+	// and the wrapper closes them right after the start
 	attr := &syscall.ProcAttr{
 		Dir:   r.p.WorkingDir,
 		Env:   env,
@@ -468,44 +469,57 @@ func (r *runner) start() (<-chan reaper.Exit, int, error) {
 	outW.Close()
 	errW.Close()
 	if err != nil {
-		outR.Close()
-		errR.Close()
 		return nil, 0, err
 	}
 	r.mu.Lock()
 	r.pid, r.env = pid, env
-	r.pipes = append(r.pipes, outR, errR)
 	r.mu.Unlock()
-	r.relay(r.stdout, outR)
-	r.relay(r.stderr, errR)
 	return exitCh, pid, nil
 }
 
-func (r *runner) relay(src *relay.Source, f *os.File) {
+// pipe makes a pipe for one of the child's streams and relays its read end
+// until its end; it returns the write end for the child.
+func (r *runner) pipe(src *relay.Source) (*os.File, error) {
+	fd, w, err := relay.Pipe()
+	if err != nil {
+		return nil, err
+	}
 	r.relays.Add(1)
-	go func() {
-		defer r.relays.Done()
-		if _, err := src.Run(f); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			r.log().Warn("log relay ended with an error", "process", r.p.Name, "err", err)
+	r.mu.Lock() // the end, which may come at once, removes st after this adds it
+	defer r.mu.Unlock()
+	st, err := r.sup.opt.Poller.Relay(src, fd, r.relayEnded)
+	if err != nil {
+		r.relays.Done()
+		syscall.Close(fd)
+		w.Close()
+		return nil, err
+	}
+	r.pipes = append(r.pipes, st)
+	return w, nil
+}
+
+// relayEnded hears that a stream reached its end.
+func (r *runner) relayEnded(st *relay.Stream, _ int, err error) {
+	defer r.relays.Done()
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		r.log().Warn("log relay ended with an error", "process", r.p.Name, "err", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, p := range r.pipes {
+		if p == st {
+			r.pipes = append(r.pipes[:i], r.pipes[i+1:]...)
+			break
 		}
-		f.Close()
-		r.mu.Lock()
-		for i, p := range r.pipes {
-			if p == f {
-				r.pipes = append(r.pipes[:i], r.pipes[i+1:]...)
-				break
-			}
-		}
-		r.mu.Unlock()
-	}()
+	}
 }
 
 // expirePipes bounds the reading of the pipes still open.
 func (r *runner) expirePipes(at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, f := range r.pipes {
-		_ = f.SetReadDeadline(at)
+	for _, st := range r.pipes {
+		st.Expire(at)
 	}
 }
 

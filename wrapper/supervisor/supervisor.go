@@ -43,6 +43,7 @@ type Options struct {
 	Log       *logline.Logger
 	Out       *logline.Output
 	Format    relay.Format
+	Poller    *relay.Poller      // waits on every process's pipes
 	Environ   []string           // the wrapper's environment, as from os.Environ
 	Deadline  time.Duration      // -graceful-shutdown-deadline
 	Backoff   Backoff            // zero: DefaultBackoff

@@ -13,8 +13,8 @@ const keepAbove = 4 << 10
 type input struct {
 	r     io.Reader // for Source.Run; a Stream reads its pipe itself
 	limit int       // the longest line: the buffer grows to hold one
-	pool  *[]byte         // the pooled buffer in use, nil while idle or grown
-	buf   []byte          // nil while idle
+	pool  *[]byte   // the pooled buffer in use, nil while idle or grown
+	buf   []byte    // nil while idle
 	start int
 	end   int
 	carry []byte // an unfinished line kept while the buffer is given back

@@ -33,6 +33,11 @@ func newHTTP(p *config.Probe, _ *Target) (Checker, error) {
 		MaxIdleConnsPerHost: 1,
 		IdleConnTimeout:     time.Minute,
 		Proxy:               nil,
+		// a probe's request and the head of its answer are small, and each
+		// kept connection holds both buffers: 100 probes keep 600 KiB less
+		// than with net/http's 4 KiB ones
+		WriteBufferSize: 512,
+		ReadBufferSize:  1 << 10,
 	}
 	if p.HTTP.InsecureSkipVerify {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for in the config

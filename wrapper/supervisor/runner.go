@@ -208,7 +208,7 @@ func (r *runner) run() {
 // (for what it may have left behind).
 func (r *runner) once(lease *lockclient.Lease) (code int, stopped bool, why string, groups []int) {
 	s := r.sup
-	exitCh, pid, err := r.start()
+	exitCh, pid, err := r.startApart()
 	var k *keeper
 	if lease != nil {
 		// the lock goes back at the moment the config names; until then
@@ -407,6 +407,27 @@ func (r *runner) stop(pid int, exitCh <-chan reaper.Exit, grace <-chan time.Time
 		r.log().Warn("kill failed", "process", r.p.Name, "err", err)
 	}
 	return <-exitCh
+}
+
+// startApart runs start on a goroutine of its own: finding the program
+// and forking take stack that the runner's goroutine, parked for the whole
+// life of the process, would otherwise keep (with a thousand processes, 4
+// KiB each).
+func (r *runner) startApart() (<-chan reaper.Exit, int, error) {
+	type started struct {
+		exit <-chan reaper.Exit
+		pid  int
+		err  error
+	}
+	done := make(chan started, 1)
+	go func() {
+		r.sup.starts <- struct{}{}
+		defer func() { <-r.sup.starts }()
+		exit, pid, err := r.start()
+		done <- started{exit, pid, err}
+	}()
+	s := <-done
+	return s.exit, s.pid, s.err
 }
 
 // start starts one run of the process with fresh pipes. The write ends go to

@@ -6,6 +6,7 @@ package supervisor
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -64,6 +65,11 @@ type Options struct {
 type Supervisor struct {
 	opt     Options
 	runners []*runner
+	// starts lets a few processes be started at once: a fork holds its
+	// thread until the child's exec, and Go makes a thread for each one
+	// that waits; a thousand processes started at once left up to 55
+	// threads (50 KiB of stacks each) that never go
+	starts chan struct{}
 
 	stopOnce sync.Once
 	stopping chan struct{} // closed by Stop
@@ -88,7 +94,7 @@ func New(opt Options) (*Supervisor, error) {
 	if opt.Drain == 0 {
 		opt.Drain = DefaultDrain
 	}
-	s := &Supervisor{opt: opt, stopping: make(chan struct{}), kill: make(chan struct{})}
+	s := &Supervisor{opt: opt, stopping: make(chan struct{}), kill: make(chan struct{}), starts: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
 	if opt.Beats == nil {
 		opt.Beats = probe.NewBeats()
 		s.opt.Beats = opt.Beats

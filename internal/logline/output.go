@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // Output is the single writer behind which every source writes whole lines,
@@ -62,9 +63,10 @@ func (o *Output) WaitIdle(done <-chan struct{}, idle time.Duration) bool {
 // Errors counts the writes that failed (for example a closed stdout).
 func (o *Output) Errors() uint64 { return o.errors.Load() }
 
-// Pollable returns f opened again, for writing and without blocking, when
-// it is a pipe or a FIFO (a container's stdout under containerd or Docker),
-// and f itself otherwise or when that fails (no /proc, no reader yet).
+// Pollable returns a writer of f opened again, for writing and without
+// blocking, when it is a pipe or a FIFO (a container's stdout under
+// containerd or Docker), and f itself otherwise or when that fails (no
+// /proc, no reader yet).
 //
 // A write to a full pipe then parks its goroutine in Go's network poller
 // instead of sleeping in the kernel with a thread and its processor. That
@@ -73,7 +75,7 @@ func (o *Output) Errors() uint64 { return o.errors.Load() }
 // woken by the poller, waited up to 17 ms for the runtime's monitor to step
 // in. The new open file is the wrapper's own: the flags of the one it
 // inherited, which others may share, are left alone.
-func Pollable(f *os.File) *os.File {
+func Pollable(f *os.File) io.Writer {
 	fi, err := f.Stat()
 	if err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
 		return f
@@ -89,5 +91,45 @@ func Pollable(f *os.File) *os.File {
 	if err != nil || fd < 0 {
 		return f
 	}
-	return os.NewFile(uintptr(fd), f.Name())
+	own := os.NewFile(uintptr(fd), f.Name())
+	if raw, err = own.SyscallConn(); err != nil {
+		return own
+	}
+	return &pipeWriter{f: own, raw: raw}
+}
+
+// pipeWriter writes to a non-blocking pipe, waiting in Go's poller while
+// it is full. Each write(2) returns at once, so it is made without telling
+// the scheduler (RawSyscall): a write that the scheduler is told of and
+// that copies 64 KiB lasts long enough for the runtime's monitor to hand
+// its processor to another thread, which a relay at full speed paid for
+// with a thread wake-up at almost every write.
+type pipeWriter struct {
+	f   *os.File
+	raw syscall.RawConn
+}
+
+func (w *pipeWriter) Write(p []byte) (int, error) {
+	n := 0
+	var werr error
+	err := w.raw.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			k, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
+			switch errno {
+			case 0:
+				n += int(k)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false
+			default:
+				werr = &os.PathError{Op: "write", Path: w.f.Name(), Err: errno}
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	return n, err
 }

@@ -1,6 +1,7 @@
 package logline
 
 import (
+	"bytes"
 	"io"
 	"os"
 	"path/filepath"
@@ -34,21 +35,27 @@ func TestPollable(t *testing.T) {
 	}
 	defer r.Close()
 	w.Fd() // as an inherited stdout is: blocking
-	p := Pollable(w)
-	if p == w {
+	pw, ok := Pollable(w).(*pipeWriter)
+	if !ok {
 		t.Fatal("a pipe was not opened again")
 	}
-	if !nonblocking(t, p) || nonblocking(t, w) {
-		t.Fatalf("flags: own file non-blocking %v, inherited one non-blocking %v", nonblocking(t, p), nonblocking(t, w))
+	if !nonblocking(t, pw.f) || nonblocking(t, w) {
+		t.Fatalf("flags: own file non-blocking %v, inherited one non-blocking %v", nonblocking(t, pw.f), nonblocking(t, w))
 	}
-	if _, err := p.Write([]byte("through the pipe\n")); err != nil {
-		t.Fatal(err)
+	// more than the pipe holds: the writer waits for the reader
+	big := bytes.Repeat([]byte("through the pipe\n"), 20000)
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(r)
+		got <- b
+	}()
+	if n, err := pw.Write(big); err != nil || n != len(big) {
+		t.Fatalf("wrote %d of %d: %v", n, len(big), err)
 	}
-	p.Close()
+	pw.f.Close()
 	w.Close()
-	got, err := io.ReadAll(r)
-	if err != nil || string(got) != "through the pipe\n" {
-		t.Fatalf("read %q, %v", got, err)
+	if b := <-got; !bytes.Equal(b, big) {
+		t.Fatalf("read %d bytes, want %d", len(b), len(big))
 	}
 
 	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
@@ -56,7 +63,7 @@ func TestPollable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if Pollable(f) != f {
+	if Pollable(f) != io.Writer(f) {
 		t.Fatal("a regular file was opened again")
 	}
 }

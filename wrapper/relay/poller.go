@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 )
@@ -164,7 +165,7 @@ func (st *Stream) drain() {
 		}
 		in := st.in
 		in.take()
-		n, err := syscall.Read(st.fd, in.buf[in.end:])
+		n, err := read(st.fd, in.buf[in.end:])
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -265,4 +266,14 @@ func (st *Stream) finish(why error) {
 		err = errors.Join(err, why)
 	}
 	st.end(st, st.lines, err)
+}
+
+// read reads the non-blocking pipe fd. It returns at once, so it is made
+// without telling the scheduler (see logline's pipeWriter).
+func read(fd int, b []byte) (int, error) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }

@@ -235,7 +235,9 @@ func run(opts *cli.Options, procs []config.Process, format relay.Format, out *lo
 			log.Error("the log relay's poller failed", "err", err)
 		}
 	}()
-	defer func() { stopPoll(); <-pollDone }()
+	// a stdout that has stopped moving holds the poller in a write that
+	// never returns: the exit then goes on without it
+	defer func() { stopPoll(); out.WaitIdle(pollDone, exitIdle) }()
 
 	locks := lockclient.New(opts.SharedLockURL)
 	locks.Token = opts.SharedLockToken

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/process-wrapper/process-wrapper/internal/syncbuf"
 	"github.com/process-wrapper/process-wrapper/internal/waitfor"
 	pwconfig "github.com/process-wrapper/process-wrapper/wrapper/config"
 )
@@ -186,7 +187,7 @@ func onlyChild(t *testing.T, pid int) int {
 // told apart from a fault of the wrapper's code.
 func TestRealFaultStillCrashes(t *testing.T) {
 	t.Parallel()
-	var stderr lockedBuffer
+	var stderr syncbuf.Buffer
 	w := start(t, config(t, `- {name: app, entrypoint: CHILD, args: [sleep]}`), opts{stderr: &stderr})
 	w.waitLine(5*time.Second, "msg", "process started", "process", "app")
 	// struct siginfo: si_signo, si_errno, si_code, then the fields
@@ -202,23 +203,6 @@ func TestRealFaultStillCrashes(t *testing.T) {
 	if !strings.Contains(stderr.String(), "SIGSEGV") {
 		t.Errorf("no crash report on stderr: %q", stderr.String())
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // A SIGTERM in the wrapper's first milliseconds: from the moment package

@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
+	"github.com/process-wrapper/process-wrapper/internal/syncbuf"
 	"github.com/process-wrapper/process-wrapper/internal/waitfor"
 )
 
@@ -28,22 +29,28 @@ func unread(t *testing.T, fd int) int {
 	return int(n)
 }
 
-// lockedBuffer is an output several sources write to.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+// keepWriting writes data to w again and again until the returned stop is
+// called (or w is closed), and waits for the writer's end in stop.
+func keepWriting(w *os.File, data []byte) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			if _, err := w.Write(data); err != nil {
+				return // the read end is closed
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
 }
 
 // ended collects the ends of streams.
@@ -90,7 +97,7 @@ func poller(t *testing.T) *Poller {
 func TestIdleStreamsHoldNothing(t *testing.T) {
 	const streams = 500
 	p := poller(t)
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	o := logline.NewOutput(&out)
 	var ends ended
 	runtime.GC()
@@ -164,7 +171,7 @@ func TestIdleStreamsHoldNothing(t *testing.T) {
 // comes out whole.
 func TestLongLineWrittenSlowly(t *testing.T) {
 	p := poller(t)
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	fd, w, err := Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -193,7 +200,7 @@ func TestLongLineWrittenSlowly(t *testing.T) {
 // idle or busy, with what it held relayed and its unfinished line last.
 func TestStreamExpires(t *testing.T) {
 	p := poller(t)
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	o := logline.NewOutput(&out)
 	var ends ended
 	idleFd, idleW, _ := Pipe()
@@ -203,29 +210,14 @@ func TestStreamExpires(t *testing.T) {
 	idle, _ := p.Relay(&Source{Format: Logfmt, Line: logline.NewLineFormat("idle", "stdout", nil), Out: o, Now: fixedNow}, idleFd, ends.add())
 	busy, _ := p.Relay(&Source{Format: Logfmt, Line: logline.NewLineFormat("busy", "stdout", nil), Out: o, Now: fixedNow}, busyFd, ends.add())
 	idleW.WriteString("said\nhalf a line")
-	stop := make(chan struct{})
-	writing := make(chan struct{})
-	go func() {
-		defer close(writing)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := busyW.WriteString("again and again\n"); err != nil {
-				return // the read end is closed
-			}
-		}
-	}()
+	stopWriting := keepWriting(busyW, []byte("again and again\n"))
 	waitfor.Condition(t, 5*time.Second, "the idle pipe read", func() bool { return unread(t, idleFd) == 0 })
 	at := time.Now().Add(100 * time.Millisecond)
 	idle.Expire(at)
 	busy.Expire(at)
 	ends.wg.Wait()
-	close(stop)
 	busyW.Close()
-	<-writing
+	stopWriting()
 	if !time.Now().After(at) {
 		t.Fatal("the streams ended before their deadline")
 	}
@@ -251,23 +243,9 @@ func TestPollerLoneLine(t *testing.T) {
 	quietFd, quietW, _ := Pipe()
 	p.Relay(&Source{Format: Logfmt, Line: logline.NewLineFormat("noisy", "stdout", nil), Out: o}, heavyFd, ends.add())
 	p.Relay(&Source{Format: Logfmt, Line: logline.NewLineFormat("quiet", "stdout", nil), Out: o}, quietFd, ends.add())
-	stop := make(chan struct{})
-	writing := make(chan struct{})
-	chunk := bytes.Repeat([]byte("a noisy line of the heavy writer beside it\n"), 1500)
-	go func() {
-		defer close(writing)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			heavyW.Write(chunk)
-		}
-	}()
+	stopWriting := keepWriting(heavyW, bytes.Repeat([]byte("a noisy line of the heavy writer beside it\n"), 1500))
 	defer func() {
-		close(stop)
-		<-writing
+		stopWriting()
 		heavyW.Close()
 		quietW.Close()
 		ends.wg.Wait()

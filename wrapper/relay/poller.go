@@ -57,10 +57,12 @@ func (p *Poller) Run(ctx context.Context) error {
 	defer stop()
 	events := make([]syscall.EpollEvent, 64)
 	var hot []*Stream // pipes that had data at their last turn
+	var polled time.Time
 	for ctx.Err() == nil {
 		var n int
 		var werr error
-		if len(hot) == 0 {
+		switch {
+		case len(hot) == 0:
 			err := raw.Read(func(fd uintptr) bool {
 				n, werr = syscall.EpollWait(int(fd), events, 0)
 				return werr != syscall.EINTR && (n > 0 || werr != nil)
@@ -71,8 +73,14 @@ func (p *Poller) Run(ctx context.Context) error {
 				}
 				return fmt.Errorf("relay poller: %w", err)
 			}
-		} else if n, werr = syscall.EpollWait(p.ep, events, 0); werr == syscall.EINTR {
-			n, werr = 0, nil
+			polled = time.Now()
+		case time.Since(polled) >= pollEvery:
+			if n, werr = syscall.EpollWait(p.ep, events, 0); werr == syscall.EINTR {
+				n, werr = 0, nil
+			}
+			polled = time.Now()
+		default:
+			// busy: more turns before asking the epoll set again
 		}
 		if werr != nil {
 			if ctx.Err() != nil {
@@ -150,6 +158,11 @@ func (p *Poller) Relay(src *Source, fd int, end func(st *Stream, lines int, err 
 	}
 	return st, nil
 }
+
+// pollEvery is how often, while pipes are busy, the poller looks for pipes
+// that have just got data: a quiet process's line waits at most that long
+// (and one write of each busy pipe) to be read.
+const pollEvery = time.Millisecond
 
 const epollOneShot = 1 << 30 // EPOLLONESHOT, which syscall spells as a negative int
 

@@ -40,6 +40,11 @@ type runner struct {
 	pid   int             // main pid while running, 0 otherwise
 	env   []string        // environment of the current run, for probes
 	pipes []*relay.Stream // streams still being relayed
+	// forking: a start is between its fork and the recording of the pid;
+	// a signal to forward that comes then (the child may send one to PID 1
+	// at once) is held and sent once the pid is known
+	forking bool
+	held    []syscall.Signal
 }
 
 func newRunner(s *Supervisor, p *config.Process) (*runner, error) {
@@ -486,15 +491,26 @@ func (r *runner) start() (<-chan reaper.Exit, int, error) {
 			Chroot:     r.p.Chroot,
 		},
 	}
+	r.mu.Lock()
+	r.forking = true
+	r.mu.Unlock()
 	pid, exitCh, err := r.sup.opt.Reaper.StartWatched(path, argv, attr, r.paused)
 	outW.Close()
 	errW.Close()
+	r.mu.Lock()
+	r.forking = false
+	held := r.held
+	r.held = nil
+	if err == nil {
+		r.pid, r.env = pid, env
+	}
+	r.mu.Unlock()
 	if err != nil {
 		return nil, 0, err
 	}
-	r.mu.Lock()
-	r.pid, r.env = pid, env
-	r.mu.Unlock()
+	for _, sig := range held {
+		r.signal(sig)
+	}
 	return exitCh, pid, nil
 }
 
@@ -558,6 +574,9 @@ func (r *runner) paused(p reaper.Pause) {
 func (r *runner) signal(sig syscall.Signal) {
 	r.mu.Lock()
 	pid := r.pid
+	if pid == 0 && r.forking {
+		r.held = append(r.held, sig)
+	}
 	r.mu.Unlock()
 	if pid == 0 {
 		return

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -189,7 +190,11 @@ func TestRealFaultStillCrashes(t *testing.T) {
 	t.Parallel()
 	var stderr syncbuf.Buffer
 	w := start(t, config(t, `- {name: app, entrypoint: CHILD, args: [sleep]}`), opts{stderr: &stderr})
-	w.waitLine(5*time.Second, "msg", "process started", "process", "app")
+	started := w.waitLine(5*time.Second, "msg", "process started", "process", "app")
+	// the crashed wrapper leaves its process behind: it is this test's
+	if pid, err := strconv.Atoi(started["pid"]); err == nil && pid > 0 {
+		t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
+	}
 	// struct siginfo: si_signo, si_errno, si_code, then the fields
 	var info [128]byte
 	*(*int32)(unsafe.Pointer(&info[0])) = int32(syscall.SIGSEGV)

@@ -267,7 +267,44 @@ func (c *Clock) Format(now time.Time) []byte {
 	ms := now.UnixMilli()
 	if ms != c.ms || c.buf == nil {
 		c.ms = ms
-		c.buf = now.UTC().AppendFormat(c.buf[:0], "2006-01-02T15:04:05.000Z07:00")
+		c.buf = appendTimestamp(c.buf[:0], now)
 	}
 	return c.buf
+}
+
+// appendTimestamp appends t as time's "2006-01-02T15:04:05.000Z07:00" in
+// UTC does, digit by digit: time.AppendFormat's frame is large, and every
+// process's goroutine formats a timestamp when it logs, which would grow
+// each of their stacks past 4 KiB for good.
+func appendTimestamp(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	}
+	hour, min, sec := t.Clock()
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, min, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	b = appendDigits(b, t.Nanosecond()/1e6, 3)
+	return append(b, 'Z')
+}
+
+// appendDigits appends the n lowest decimal digits of v (v >= 0).
+func appendDigits(b []byte, v, n int) []byte {
+	var d [4]byte
+	for i := n - 1; i >= 0; i-- {
+		d[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(b, d[:n]...)
 }

@@ -205,3 +205,25 @@ func BenchmarkClock(b *testing.B) {
 		_ = c.Format(time.Now())
 	}
 }
+
+// The timestamp is time's RFC 3339 with milliseconds in UTC, whatever the
+// instant and its zone.
+func TestTimestampMatchesTimeFormat(t *testing.T) {
+	zone := time.FixedZone("x", -7*3600-30*60)
+	for _, at := range []time.Time{
+		time.Date(2026, 12, 2, 15, 4, 5, 999_999_999, time.UTC),
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 1_000_000, zone),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-5, 3, 1, 0, 0, 0, 0, time.UTC),
+		time.Unix(0, 0).In(zone),
+	} {
+		for step := 0; step < 2000; step++ {
+			at = at.Add(time.Duration(step) * 7919 * time.Microsecond * 1013)
+			want := at.UTC().AppendFormat(nil, "2006-01-02T15:04:05.000Z07:00")
+			if got := appendTimestamp(nil, at); string(got) != string(want) {
+				t.Fatalf("%v: %s, want %s", at, got, want)
+			}
+		}
+	}
+}

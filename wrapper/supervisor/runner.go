@@ -142,32 +142,13 @@ func (r *runner) run() {
 			restart = code != 0
 		}
 		if !restart {
-			s.record(code)
-			phase, why := state.Completed, "exited 0"
-			if code != 0 {
-				phase, why = state.Failed, fmt.Sprintf("exited %d under restartPolicy %s", code, r.p.RestartPolicy)
-				r.log().Error("process failed", "process", r.p.Name, "code", code, "restartPolicy", string(r.p.RestartPolicy))
-			} else {
-				r.log().Info("process completed", "process", r.p.Name)
-			}
-			r.setState(func(p *state.Process) {
-				p.Phase, p.Pid, p.ExitCode, p.Reason = phase, 0, code, why
-				if phase == state.Completed {
-					p.LiveFailed = false
-				}
-			})
-			r.keepLeftovers(groups)
+			r.ended(code, groups)
 			return
 		}
 		if ran >= s.opt.Backoff.ResetAfter {
 			delay = s.opt.Backoff.Initial
 		}
-		r.log().Info("restarting process", "process", r.p.Name, "in", delay.String(), "code", code, "restarts", restarts+1, "reason", why)
-		s.emit(&events.Event{Kind: events.ProcessRestart, Process: r.p.Name, Code: code, Reason: why})
-		r.setState(func(p *state.Process) {
-			p.Phase, p.Pid, p.ExitCode = state.Backoff, 0, code
-			p.Reason = fmt.Sprintf("exited %d, restarting in %s", code, delay)
-		})
+		r.restarting(code, delay, restarts, why)
 		// the next run starts once the backoff is over and what the last
 		// run left in its group has ended (stop signal now, SIGKILL at the
 		// deadline)
@@ -232,20 +213,11 @@ func (r *runner) once(lease *lockclient.Lease) (code int, stopped bool, why stri
 		}
 	}
 	if err != nil {
-		code := startErrorCode(err)
-		r.log().Error("start failed", "process", r.p.Name, "code", code, "err", err)
-		r.setState(func(p *state.Process) { p.Reason = err.Error() })
-		return code, false, events.RestartStart, nil
+		return r.startFailed(err), false, events.RestartStart, nil
 	}
 	groups = []int{pid} // its own group, made at the start
 	began := time.Now()
-	r.log().Info("process started", "process", r.p.Name, "pid", pid)
-	s.emit(&events.Event{Kind: events.ProcessStart, Process: r.p.Name, Pid: pid})
-	r.setState(func(p *state.Process) {
-		p.Phase, p.Pid, p.Reason, p.Suspended, p.Leftovers = state.Running, pid, "", false, 0
-		p.Started, p.ProbeReady = r.probes.startup == nil, r.probes.readiness == nil
-		p.LiveFailed, p.ProbeReason = false, ""
-	})
+	r.running(pid)
 	pctx, cancelProbes := context.WithCancel(context.Background())
 	var probes sync.WaitGroup
 	unhealthy := make(chan restartRequest, 1)
@@ -260,22 +232,12 @@ wait:
 	case e = <-exitCh:
 		if r.pidFile != "" && !adopted && e.Code() == 0 {
 			// the process forked its daemon and exited: follow the daemon
-			dpid, dch, err := r.adopt(pctx)
-			if err != nil {
-				r.log().Error("cannot follow the daemon of the process", "process", r.p.Name, "pid_file", r.pidFile, "err", err)
-				r.setState(func(p *state.Process) { p.Reason = err.Error() })
+			dpid, dch, ok := r.followDaemon(pctx, pid, &groups)
+			if !ok {
 				e = reaper.Exit{Pid: pid, Status: syscall.WaitStatus(1 << 8)} // exit code 1
 				break
 			}
-			r.log().Info("following the daemon's pid", "process", r.p.Name, "pid", dpid, "parent", pid, "pid_file", r.pidFile)
 			pid, exitCh, adopted = dpid, dch, true
-			if pg, err := syscall.Getpgid(dpid); err == nil && pg == dpid {
-				groups = append(groups, dpid) // the daemon leads a group of its own
-			}
-			r.mu.Lock()
-			r.pid = pid
-			r.mu.Unlock()
-			r.setState(func(p *state.Process) { p.Pid = pid })
 			goto wait
 		}
 	case <-s.stopping:
@@ -283,25 +245,132 @@ wait:
 		r.setState(func(p *state.Process) { p.Phase = state.Stopping })
 		e = r.stop(pid, exitCh, nil)
 	case lost := <-k.lostCh():
-		// another holder may take the lock after its TTL: the process must
-		// be dead by then, so the grace ends at the lease's end
-		r.log().Error("shared lock lost: stopping process", "process", r.p.Name, "lock", r.p.SharedLock.Name, "reason", lost.reason)
-		r.setState(func(p *state.Process) { p.Reason = "shared lock lost: " + lost.reason })
-		why = events.RestartLockLost
 		cancelProbes()
-		timer := time.NewTimer(time.Until(lost.deadline))
-		e = r.stop(pid, exitCh, timer.C)
-		timer.Stop()
+		why = events.RestartLockLost
+		e = r.lockLost(lost, pid, exitCh)
 	case u := <-unhealthy:
-		// as kubelet does with a container: stop signal, then SIGKILL
-		// after the grace period; the restart policy decides what follows
 		cancelProbes()
 		why = u.cause
-		timer := time.NewTimer(s.opt.Deadline)
-		e = r.stop(pid, exitCh, timer.C)
-		timer.Stop()
-		r.log().Info("stopped unhealthy process", "process", r.p.Name, "reason", u.reason)
+		e = r.stopUnhealthy(u, pid, exitCh)
 	}
+	r.exited(pid, &e, stopped, began)
+	return e.Code(), stopped, why, groups
+}
+
+// ended records that the process ended for good (completed or failed).
+//
+//go:noinline
+func (r *runner) ended(code int, groups []int) {
+	r.sup.record(code)
+	phase, why := state.Completed, "exited 0"
+	if code != 0 {
+		phase, why = state.Failed, fmt.Sprintf("exited %d under restartPolicy %s", code, r.p.RestartPolicy)
+		r.log().Error("process failed", "process", r.p.Name, "code", code, "restartPolicy", string(r.p.RestartPolicy))
+	} else {
+		r.log().Info("process completed", "process", r.p.Name)
+	}
+	r.setState(func(p *state.Process) {
+		p.Phase, p.Pid, p.ExitCode, p.Reason = phase, 0, code, why
+		if phase == state.Completed {
+			p.LiveFailed = false
+		}
+	})
+	r.keepLeftovers(groups)
+}
+
+// restarting announces the restart to come after delay.
+//
+//go:noinline
+func (r *runner) restarting(code int, delay time.Duration, restarts int, why string) {
+	r.log().Info("restarting process", "process", r.p.Name, "in", delay.String(), "code", code, "restarts", restarts+1, "reason", why)
+	r.sup.emit(&events.Event{Kind: events.ProcessRestart, Process: r.p.Name, Code: code, Reason: why})
+	r.setState(func(p *state.Process) {
+		p.Phase, p.Pid, p.ExitCode = state.Backoff, 0, code
+		p.Reason = fmt.Sprintf("exited %d, restarting in %s", code, delay)
+	})
+}
+
+// The steps of a run here are functions of their own, not inlined into run
+// and once: the runner's goroutine waits in once for the whole life of the
+// process, and what their calls need (log fields, events) would otherwise
+// be part of its frame for all that time. With a thousand processes that
+// stack is what an idle one costs most.
+
+// startFailed reports a start that failed and returns its exit code.
+//
+//go:noinline
+func (r *runner) startFailed(err error) int {
+	code := startErrorCode(err)
+	r.log().Error("start failed", "process", r.p.Name, "code", code, "err", err)
+	r.setState(func(p *state.Process) { p.Reason = err.Error() })
+	return code
+}
+
+// running reports a run that started.
+//
+//go:noinline
+func (r *runner) running(pid int) {
+	r.log().Info("process started", "process", r.p.Name, "pid", pid)
+	r.sup.emit(&events.Event{Kind: events.ProcessStart, Process: r.p.Name, Pid: pid})
+	r.setState(func(p *state.Process) {
+		p.Phase, p.Pid, p.Reason, p.Suspended, p.Leftovers = state.Running, pid, "", false, 0
+		p.Started, p.ProbeReady = r.probes.startup == nil, r.probes.readiness == nil
+		p.LiveFailed, p.ProbeReason = false, ""
+	})
+}
+
+// followDaemon follows the daemon that a process with a floatingPid probe
+// forked before it exited 0: its pid, and the channel of its exit.
+//
+//go:noinline
+func (r *runner) followDaemon(ctx context.Context, parent int, groups *[]int) (int, <-chan reaper.Exit, bool) {
+	dpid, dch, err := r.adopt(ctx)
+	if err != nil {
+		r.log().Error("cannot follow the daemon of the process", "process", r.p.Name, "pid_file", r.pidFile, "err", err)
+		r.setState(func(p *state.Process) { p.Reason = err.Error() })
+		return 0, nil, false
+	}
+	r.log().Info("following the daemon's pid", "process", r.p.Name, "pid", dpid, "parent", parent, "pid_file", r.pidFile)
+	if pg, err := syscall.Getpgid(dpid); err == nil && pg == dpid {
+		*groups = append(*groups, dpid) // the daemon leads a group of its own
+	}
+	r.mu.Lock()
+	r.pid = dpid
+	r.mu.Unlock()
+	r.setState(func(p *state.Process) { p.Pid = dpid })
+	return dpid, dch, true
+}
+
+// lockLost stops the process whose shared lock was lost: another holder
+// may take the lock after its TTL, so the process must be dead by then and
+// the grace ends at the lease's end.
+//
+//go:noinline
+func (r *runner) lockLost(lost lostLock, pid int, exitCh <-chan reaper.Exit) reaper.Exit {
+	r.log().Error("shared lock lost: stopping process", "process", r.p.Name, "lock", r.p.SharedLock.Name, "reason", lost.reason)
+	r.setState(func(p *state.Process) { p.Reason = "shared lock lost: " + lost.reason })
+	timer := time.NewTimer(time.Until(lost.deadline))
+	defer timer.Stop()
+	return r.stop(pid, exitCh, timer.C)
+}
+
+// stopUnhealthy stops a process as kubelet does a container whose probe
+// failed: stop signal, then SIGKILL after the grace period; the restart
+// policy decides what follows.
+//
+//go:noinline
+func (r *runner) stopUnhealthy(u restartRequest, pid int, exitCh <-chan reaper.Exit) reaper.Exit {
+	timer := time.NewTimer(r.sup.opt.Deadline)
+	e := r.stop(pid, exitCh, timer.C)
+	timer.Stop()
+	r.log().Info("stopped unhealthy process", "process", r.p.Name, "reason", u.reason)
+	return e
+}
+
+// exited reports the end of a run.
+//
+//go:noinline
+func (r *runner) exited(pid int, e *reaper.Exit, stopped bool, began time.Time) {
 	r.mu.Lock()
 	r.pid = 0
 	r.mu.Unlock()
@@ -311,8 +380,7 @@ wait:
 		level = r.log().Warn
 	}
 	level("process exited", "process", r.p.Name, "pid", pid, "code", e.Code(), "exit", e.String())
-	s.emit(&events.Event{Kind: events.ProcessExit, Process: r.p.Name, Pid: pid, Code: e.Code(), Elapsed: time.Since(began), Rusage: &e.Rusage})
-	return e.Code(), stopped, why, groups
+	r.sup.emit(&events.Event{Kind: events.ProcessExit, Process: r.p.Name, Pid: pid, Code: e.Code(), Elapsed: time.Since(began), Rusage: &e.Rusage})
 }
 
 // neverStarted ends a runner whose next run never started because the

@@ -435,9 +435,8 @@ func pageOutStartup(ctx context.Context, st *state.Store, log *logline.Logger) {
 		return
 	case <-settle.C:
 	}
-	// the start-up's garbage goes, and with it the stack each process's
-	// goroutine grew to while it started its process (a collection halves a
-	// stack of which a quarter is in use): 4 KiB a process
+	// the start-up's garbage (the config's, the starts') goes back
+	// to the system now rather than at the scavenger's pace
 	debug.FreeOSMemory()
 	n, err := pageout.Binary()
 	if err != nil {

@@ -120,7 +120,7 @@ func Pipe() (r int, w *os.File, err error) {
 		syscall.Close(fds[1])
 		return -1, nil, os.NewSyscallError("fcntl", err)
 	}
-	return fds[0], os.NewFile(uintptr(fds[1]), "|1"), nil
+	return fds[0], os.NewFile(uintptr(fds[1]), "pipe"), nil
 }
 
 // Stream is one pipe being relayed.
@@ -130,12 +130,15 @@ type Stream struct {
 	fd  int
 	end func(st *Stream, lines int, err error) // called once, when the stream has ended
 
+	// owned by whoever has set busy: the poller's turns, or the
+	// deadline's timer for an idle stream
+	in    *input
+	clock logline.Clock
+	lines int
+	err   error
+
 	mu       sync.Mutex
-	in       *input
-	clock    logline.Clock
-	lines    int
-	err      error
-	busy     bool // a goroutine is relaying it
+	busy     bool // being relayed (or ended) by its owner
 	ended    bool
 	deadline time.Time
 	timer    *time.Timer
@@ -193,7 +196,7 @@ func (st *Stream) claim() bool {
 // stream ended (its end, or its deadline).
 func (st *Stream) turn() bool {
 	st.mu.Lock()
-	late := !st.deadline.IsZero() && !time.Now().Before(st.deadline)
+	late := st.late()
 	st.mu.Unlock()
 	if late {
 		st.finish(os.ErrDeadlineExceeded)
@@ -209,7 +212,7 @@ func (st *Stream) turn() bool {
 		// empty: give the buffers back, and wait in the epoll set
 		in.idle()
 		st.mu.Lock()
-		if !st.deadline.IsZero() && !time.Now().Before(st.deadline) {
+		if st.late() {
 			st.mu.Unlock()
 			st.finish(os.ErrDeadlineExceeded)
 			return false
@@ -232,16 +235,26 @@ func (st *Stream) turn() bool {
 	default:
 		in.end += n
 	}
-	k, werr := st.src.step(in, &st.clock, rerr)
-	st.lines += k
-	if st.err == nil {
-		st.err = werr
-	}
+	st.step(rerr)
 	if rerr != nil {
 		st.finish(rerr)
 		return false
 	}
 	return true
+}
+
+// late reports whether the deadline has passed (st.mu held).
+func (st *Stream) late() bool {
+	return !st.deadline.IsZero() && !time.Now().Before(st.deadline)
+}
+
+// step relays what the stream's buffer holds, keeping the first error.
+func (st *Stream) step(rerr error) {
+	k, werr := st.src.step(st.in, &st.clock, rerr)
+	st.lines += k
+	if st.err == nil {
+		st.err = werr
+	}
 }
 
 // Expire ends the stream at at, as a read deadline would: what the pipe
@@ -279,11 +292,7 @@ func (st *Stream) finish(why error) {
 		in.take()
 	}
 	if in.buf != nil && in.end > in.start {
-		k, werr := st.src.step(in, &st.clock, why)
-		st.lines += k
-		if st.err == nil {
-			st.err = werr
-		}
+		st.step(why)
 	}
 	in.putBack()
 	in.buf = nil

@@ -260,11 +260,6 @@ func (s *Store) Changed() <-chan struct{} {
 
 // Get returns the status of one process.
 func (s *Store) Get(name string) (Process, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	i, ok := s.index[name]
-	if !ok {
-		return Process{}, false
-	}
-	return s.procs[i], true
+	p, ok, _ := s.WatchOne(name)
+	return p, ok
 }

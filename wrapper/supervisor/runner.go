@@ -257,6 +257,12 @@ wait:
 	return e.Code(), stopped, why, groups
 }
 
+// The steps of a run here are functions of their own, not inlined into run
+// and once: the runner's goroutine waits in once for the whole life of the
+// process, and what their calls need (log fields, events) would otherwise
+// be part of its frame for all that time. With a thousand processes that
+// stack is what an idle one costs most.
+
 // ended records that the process ended for good (completed or failed).
 //
 //go:noinline
@@ -289,12 +295,6 @@ func (r *runner) restarting(code int, delay time.Duration, restarts int, why str
 		p.Reason = fmt.Sprintf("exited %d, restarting in %s", code, delay)
 	})
 }
-
-// The steps of a run here are functions of their own, not inlined into run
-// and once: the runner's goroutine waits in once for the whole life of the
-// process, and what their calls need (log fields, events) would otherwise
-// be part of its frame for all that time. With a thousand processes that
-// stack is what an idle one costs most.
 
 // startFailed reports a start that failed and returns its exit code.
 //

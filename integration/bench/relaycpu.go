@@ -12,18 +12,17 @@ import (
 	"time"
 )
 
-// stage is one command of a pipeline, and what its run cost.
+// stage is one command of a pipeline.
 type stage struct {
 	argv []string
 	env  []string // added to the environment
 	in   string   // file on stdin for the first stage; "" for /dev/null
-	cpu  time.Duration
 }
 
-// pipeline runs the stages with each one's stdout into the next one's stdin
-// (the last one's to /dev/null) and returns the wall time until every stage
-// exited; each stage's cpu is its own and its reaped children's.
-func pipeline(stages []*stage) time.Duration {
+// runPipeline runs the stages with each one's stdout into the next one's
+// stdin (the last one's to /dev/null) and returns the wall time until every
+// stage exited, and each stage's CPU: its own and its reaped children's.
+func runPipeline(stages []stage) (time.Duration, []time.Duration) {
 	cmds := make([]*exec.Cmd, len(stages))
 	var closers []io.Closer
 	var prev *os.File
@@ -41,9 +40,7 @@ func pipeline(stages []*stage) time.Duration {
 		} else if prev != nil {
 			c.Stdin = prev
 		}
-		if i == len(stages)-1 {
-			c.Stdout = nil // /dev/null
-		} else {
+		if i < len(stages)-1 {
 			r, w, err := os.Pipe()
 			if err != nil {
 				fail(err)
@@ -63,29 +60,14 @@ func pipeline(stages []*stage) time.Duration {
 	for _, c := range closers {
 		c.Close()
 	}
+	cpus := make([]time.Duration, len(cmds))
 	for i, c := range cmds {
 		if err := c.Wait(); err != nil {
 			fail(fmt.Errorf("%q: %v", stages[i].argv, err))
 		}
-		stages[i].cpu = c.ProcessState.UserTime() + c.ProcessState.SystemTime()
+		cpus[i] = c.ProcessState.UserTime() + c.ProcessState.SystemTime()
 	}
-	return time.Since(began)
-}
-
-// runPipeline runs a fresh copy of the stages and returns the wall time
-// and each stage's CPU.
-func runPipeline(stages []stage) (time.Duration, []time.Duration) {
-	ss := make([]*stage, len(stages))
-	for j := range stages {
-		s := stages[j]
-		ss[j] = &s
-	}
-	wall := pipeline(ss)
-	cpus := make([]time.Duration, len(ss))
-	for j, s := range ss {
-		cpus[j] = s.cpu
-	}
-	return wall, cpus
+	return time.Since(began), cpus
 }
 
 // writeLines writes n lines of 98 bytes each over files files (the

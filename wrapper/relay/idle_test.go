@@ -73,6 +73,21 @@ func (e *ended) add() func(*Stream, int, error) {
 	}
 }
 
+// wait waits until every stream has ended, for at most timeout.
+func (e *ended) wait(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		e.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		t.Fatalf("the streams did not end within %v", timeout)
+	}
+}
+
 // poller starts a Poller for the test.
 func poller(t *testing.T) *Poller {
 	p, err := NewPoller()
@@ -151,7 +166,7 @@ func TestIdleStreamsHoldNothing(t *testing.T) {
 		w.Close()
 	}
 	ws = nil
-	ends.wg.Wait()
+	ends.wait(t, 10*time.Second)
 	got := out.String()
 	for i := 0; i < streams; i++ {
 		for _, want := range []string{fmt.Sprintf(`app=p%d stream=stdout msg="first line of %d"`, i, i), fmt.Sprintf(`app=p%d stream=stdout msg="unfinished line of %d ends here"`, i, i)} {
@@ -190,7 +205,7 @@ func TestLongLineWrittenSlowly(t *testing.T) {
 	}
 	w.WriteString("\n")
 	w.Close()
-	ends.wg.Wait()
+	ends.wait(t, 10*time.Second)
 	if got := out.String(); !strings.Contains(got, `msg="`+want.String()+`"`) || strings.Count(got, "\n") != 1 {
 		t.Fatalf("got %d bytes in %d lines, want one line of %d", len(got), strings.Count(got, "\n"), want.Len())
 	}
@@ -215,7 +230,7 @@ func TestStreamExpires(t *testing.T) {
 	at := time.Now().Add(100 * time.Millisecond)
 	idle.Expire(at)
 	busy.Expire(at)
-	ends.wg.Wait()
+	ends.wait(t, 10*time.Second)
 	busyW.Close()
 	stopWriting()
 	if !time.Now().After(at) {
@@ -248,7 +263,7 @@ func TestPollerLoneLine(t *testing.T) {
 		stopWriting()
 		heavyW.Close()
 		quietW.Close()
-		ends.wg.Wait()
+		ends.wait(t, 10*time.Second)
 	}()
 	if _, err := quietW.Write([]byte("lone-line-7f3a\n")); err != nil {
 		t.Fatal(err)

@@ -174,17 +174,21 @@ func TestFullStack(t *testing.T) {
 		Networks: []string{nw.Name}, NetworkAliases: on("lock"),
 		WaitingFor: wait.ForLog(`msg="serving"`).WithStartupTimeout(60 * time.Second)})
 
-	// the injection: the wrapper's image copies its binary into a volume
-	// (as root: a Docker volume is root's, where Kubernetes' emptyDir is
-	// writable by all)
+	// the injection as the README gives it: the wrapper's image, as its own
+	// non-root user, copies its binary into a new named volume mounted on
+	// the image's /install (Docker gives the volume that directory's mode,
+	// 1777); the app mounts the volume on /process-wrapper
 	volume := fmt.Sprintf("pw-inject-%d", time.Now().UnixNano())
 	t.Cleanup(func() { exec.Command("docker", "volume", "rm", "-f", volume).Run() })
-	mount := testcontainers.ContainerMounts{testcontainers.VolumeMount(volume, "/pw")}
-	inject := start(t, testcontainers.ContainerRequest{Image: wrapperImage, Cmd: []string{"-install", "/pw"}, Mounts: mount, User: "0:0",
+	inject := start(t, testcontainers.ContainerRequest{Image: wrapperImage, Cmd: []string{"-install", "/install"},
+		Mounts:     testcontainers.ContainerMounts{testcontainers.VolumeMount(volume, "/install")},
 		WaitingFor: wait.ForExit().WithExitTimeout(30 * time.Second)})
 	if code := exitCodeOf(t, inject); code != 0 {
-		t.Fatalf("the install container exited %d", code)
+		logs, _ := inject.Logs(context.Background())
+		out, _ := io.ReadAll(logs)
+		t.Fatalf("the install container exited %d:\n%s", code, out)
 	}
+	mount := testcontainers.ContainerMounts{testcontainers.VolumeMount(volume, "/process-wrapper")}
 
 	apps := make([]testcontainers.Container, 2)
 	var wg sync.WaitGroup
@@ -193,7 +197,7 @@ func TestFullStack(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			apps[i] = start(t, testcontainers.ContainerRequest{Image: appImage, Mounts: mount, Networks: []string{nw.Name},
-				Entrypoint:   []string{"/pw/process-wrapper"},
+				Entrypoint:   []string{"/process-wrapper/process-wrapper"},
 				Cmd:          []string{"-config", "/etc/app/app.yaml", "-shared-lock-url", "http://lock:8191", "-graceful-shutdown-deadline", "3s"},
 				ExposedPorts: []string{"8111/tcp"},
 				Env: map[string]string{"HANDLE_PREEMPTION": "true", "METADATA_URL": "http://metadata:8989/computeMetadata/v1/instance/preempted",

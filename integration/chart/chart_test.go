@@ -352,6 +352,9 @@ func TestBadValues(t *testing.T) {
 	}{
 		{map[string]any{"wrapper": map[string]any{"gracefulShutdownDeadline": "30s"}}, "must stay below workload.terminationGracePeriodSeconds (30)"},
 		{map[string]any{"wrapper": map[string]any{"gracefulShutdownDeadline": "1m"}}, "want whole seconds"},
+		{map[string]any{"app": map[string]any{"preStopSeconds": 10}, "wrapper": map[string]any{"gracefulShutdownDeadline": "20s"}}, "less the preStop hook's 10 s"},
+		{map[string]any{"workload": map[string]any{"terminationGracePeriodSeconds": 10}, "app": map[string]any{"preStopSeconds": 5}}, "leaves the wrapper under 1 s"},
+		{map[string]any{"wrapper": map[string]any{"probes": map[string]any{"liveness": map[string]any{"periodSeconds": 10, "failureThreshold": 2}}}}, "must exceed the 26 s the wrapper needs"},
 		{map[string]any{"workload": map[string]any{"kind": "StatefulSet"}}, "workload.kind: want Deployment or Job"},
 		{map[string]any{"workload": map[string]any{"kind": "Job", "jobRestartPolicy": "Always"}}, "workload.jobRestartPolicy"},
 		{map[string]any{"sharedLock": map[string]any{"enabled": true, "replicas": 2}}, "sharedLock.replicas: want 1 with the embedded etcd"},
@@ -443,5 +446,103 @@ func TestSharedLockToken(t *testing.T) {
 	app := r.pod.Containers[0]
 	if !slices.Contains(app.Args, "-shared-lock-token-file=/var/run/shared-lock/token") || !secretMounted(r.pod, app) {
 		t.Errorf("the app's wrapper lacks the token: args %v, mounts %v", app.Args, app.VolumeMounts)
+	}
+}
+
+// renderPod renders the chart with vals and returns its Deployment's pod.
+func renderPod(t *testing.T, vals map[string]any) corev1.PodSpec {
+	t.Helper()
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rv, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{Name: "demo", Namespace: "shop", IsInstall: true}, chartutil.DefaultCapabilities)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := engine.Render(ch, rv)
+	if err != nil {
+		t.Fatalf("render %v: %v", vals, err)
+	}
+	for _, d := range manifests(out) {
+		obj, err := decodeStrict(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, ok := obj.(*appsv1.Deployment); ok && o.Name == "demo" {
+			return o.Spec.Template.Spec
+		}
+	}
+	t.Fatal("no workload Deployment")
+	return corev1.PodSpec{}
+}
+
+// The deadline leaves kubelet's preStop hook its time, and kubelet's
+// liveness window on /liveness leaves the wrapper the time to heal one
+// process: the longest liveness window of wrapper.config + the deadline +
+// 1 s, with one period to spare (README "Sizing kubelet's probes").
+func TestDeadlineAndLivenessSizing(t *testing.T) {
+	probed := "- name: web\n  entrypoint: /bin/web\n  liveness: {http: {port: 80}, periodSeconds: 5, failureThreshold: 8}\n" +
+		"- name: db\n  entrypoint: /bin/db\n  liveness: {tcp: {port: 5432}}\n"
+	for _, c := range []struct {
+		name      string
+		vals      map[string]any
+		deadline  string
+		threshold int32
+	}{
+		// 30 - 5; needs 25 + 1 = 26 s: 3 periods of 10 s cover it, plus one
+		{"defaults", map[string]any{}, "25s", 4},
+		// the grace of 120 s of the issue: 115 + 1 s needs 12 periods, plus one
+		{"long grace", map[string]any{"workload": map[string]any{"terminationGracePeriodSeconds": 120}}, "115s", 13},
+		// a preStop sleep of 10 s: 60 - 10 - 5
+		{"preStop sleep", map[string]any{"workload": map[string]any{"terminationGracePeriodSeconds": 60},
+			"app": map[string]any{"lifecycle": map[string]any{"preStop": map[string]any{"sleep": map[string]any{"seconds": 10}}}}}, "45s", 6},
+		// an exec preStop says how long it takes
+		{"preStopSeconds", map[string]any{"app": map[string]any{"preStopSeconds": 8,
+			"lifecycle": map[string]any{"preStop": map[string]any{"exec": map[string]any{"command": []any{"/bin/drain"}}}}}}, "17s", 3},
+		// web's window 5 x 8 = 40 s is the longest (db's default is 10 x 3): 40 + 25 + 1 = 66 s
+		{"process windows", map[string]any{"wrapper": map[string]any{"config": probed}}, "25s", 8},
+		// given and enough: kept
+		{"given", map[string]any{"wrapper": map[string]any{"probes": map[string]any{"liveness": map[string]any{"periodSeconds": 5, "failureThreshold": 9}}}}, "25s", 9},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pod := renderPod(t, c.vals)
+			app := pod.Containers[0]
+			if !slices.Contains(app.Args, "-graceful-shutdown-deadline="+c.deadline) {
+				t.Errorf("args %v, want the deadline %s", app.Args, c.deadline)
+			}
+			if got := app.LivenessProbe.FailureThreshold; got != c.threshold {
+				t.Errorf("liveness failureThreshold %d, want %d", got, c.threshold)
+			}
+		})
+	}
+}
+
+// The init container installs into a directory of its own (an emptyDir
+// mounted on the binary's own directory hid it: exit 127 under kubelet),
+// with resources and a restricted securityContext from values.
+func TestInstaller(t *testing.T) {
+	pod := renderPod(t, map[string]any{})
+	ic := pod.InitContainers[0]
+	if len(ic.VolumeMounts) != 1 || ic.VolumeMounts[0].MountPath != "/install" || !slices.Equal(ic.Args, []string{"-install", "/install"}) {
+		t.Errorf("init container mounts %v, args %v: want the emptyDir at /install, installed there", ic.VolumeMounts, ic.Args)
+	}
+	if ic.Resources.Limits.Memory().IsZero() || ic.Resources.Requests.Cpu().IsZero() {
+		t.Errorf("init container resources %v: want requests and limits", ic.Resources)
+	}
+	sc := ic.SecurityContext
+	if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("init container securityContext %+v: want restricted", sc)
+	}
+	app := pod.Containers[0]
+	if app.Command[0] != "/process-wrapper/process-wrapper" {
+		t.Errorf("app command %v", app.Command)
+	}
+	pod = renderPod(t, map[string]any{"wrapper": map[string]any{"installer": map[string]any{
+		"resources": map[string]any{"limits": map[string]any{"memory": "32Mi"}}, "securityContext": map[string]any{"runAsUser": 1000}}}})
+	ic = pod.InitContainers[0]
+	if ic.Resources.Limits.Memory().String() != "32Mi" || ic.SecurityContext == nil || ic.SecurityContext.RunAsUser == nil || *ic.SecurityContext.RunAsUser != 1000 {
+		t.Errorf("installer values not applied: %v %+v", ic.Resources, ic.SecurityContext)
 	}
 }

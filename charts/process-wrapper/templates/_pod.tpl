@@ -44,9 +44,20 @@ spec:
     - name: install-process-wrapper
       image: {{ $w.image }}
       imagePullPolicy: {{ $w.imagePullPolicy }}
-      args: ["-install", {{ $w.installDir | quote }}]
+      # /install: an empty directory of the image (mode 1777), so that the
+      # emptyDir hides nothing the init container needs (its own binary is
+      # /process-wrapper/process-wrapper)
+      args: ["-install", "/install"]
+      {{- with $w.installer.resources }}
+      resources:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $w.installer.securityContext }}
+      securityContext:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       volumeMounts:
-        - {name: process-wrapper, mountPath: {{ $w.installDir | quote }}}
+        - {name: process-wrapper, mountPath: /install}
   containers:
     - name: {{ .Values.app.name }}
       image: {{ .Values.app.image }}
@@ -133,7 +144,12 @@ spec:
         {{- end }}
       livenessProbe:
         httpGet: {path: /liveness, port: wrapper-http}
-        {{- toYaml $w.probes.liveness | nindent 8 }}
+        {{- toYaml (omit $w.probes.liveness "failureThreshold") | nindent 8 }}
+        failureThreshold: {{ include "pw.livenessFailureThreshold" . }}
+      {{- with .Values.app.lifecycle }}
+      lifecycle:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       {{- with .Values.app.resources }}
       resources:
         {{- toYaml . | nindent 8 }}

@@ -1,0 +1,78 @@
+package cluster
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// BuildPause builds the sandbox image (./pause, FROM scratch) into Docker,
+// from the integration module's directory.
+func BuildPause(moduleDir, work string) error {
+	ctx := filepath.Join(work, "pause-image")
+	if err := os.MkdirAll(ctx, 0o755); err != nil {
+		return fmt.Errorf("pause image: %w", err)
+	}
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(ctx, "pause"), "./cluster/pause")
+	build.Dir = moduleDir
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("pause image: go build: %w: %s", err, out)
+	}
+	df := "FROM scratch\nCOPY pause /pause\nENTRYPOINT [\"/pause\"]\n"
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
+		return fmt.Errorf("pause image: %w", err)
+	}
+	cmd := exec.Command("docker", "build", "-q", "-t", PauseImage, ctx)
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pause image: docker build: %w: %s", err, out)
+	}
+	return nil
+}
+
+// ImportImages copies images from Docker into the cluster's containerd,
+// where pods with imagePullPolicy: Never find them.
+func (c *Cluster) ImportImages(images ...string) error {
+	for _, img := range images {
+		save := exec.Command("docker", "save", img)
+		imp := exec.Command("ctr", "--address", filepath.Join(c.l.sock, "containerd.sock"), "-n", "k8s.io", "images", "import", "-")
+		pipe, err := save.StdoutPipe()
+		if err != nil {
+			return fmt.Errorf("import %s: %w", img, err)
+		}
+		imp.Stdin = pipe
+		var saveErr, impOut strings.Builder
+		save.Stderr = &saveErr
+		imp.Stdout, imp.Stderr = &impOut, &impOut
+		if err := save.Start(); err != nil {
+			return fmt.Errorf("import %s: docker save: %w", img, err)
+		}
+		ierr := imp.Run()
+		serr := save.Wait()
+		if serr != nil {
+			return fmt.Errorf("import %s: docker save: %w: %s", img, serr, saveErr.String())
+		}
+		if ierr != nil {
+			return fmt.Errorf("import %s: ctr import: %w: %s", img, ierr, impOut.String())
+		}
+	}
+	return nil
+}
+
+// waitSocket waits for a unix socket to appear.
+func waitSocket(path string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not appear within %s", path, timeout)
+		}
+		time.Sleep(50 * time.Millisecond) // a condition polled until its deadline
+	}
+}

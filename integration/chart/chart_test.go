@@ -47,15 +47,22 @@ func examples(t *testing.T) []string {
 
 func render(t *testing.T, valuesFile string) map[string]string {
 	t.Helper()
-	ch, err := loader.Load(chartDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	vals := chartutil.Values{}
 	if valuesFile != "" {
+		var err error
 		if vals, err = chartutil.ReadValuesFile(valuesFile); err != nil {
 			t.Fatal(err)
 		}
+	}
+	return renderValues(t, vals)
+}
+
+// renderValues renders the chart as release demo in namespace shop.
+func renderValues(t *testing.T, vals map[string]any) map[string]string {
+	t.Helper()
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	rv, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{Name: "demo", Namespace: "shop", IsInstall: true}, chartutil.DefaultCapabilities)
 	if err != nil {
@@ -63,7 +70,7 @@ func render(t *testing.T, valuesFile string) map[string]string {
 	}
 	out, err := engine.Render(ch, rv)
 	if err != nil {
-		t.Fatalf("render %s: %v", valuesFile, err)
+		t.Fatalf("render %v: %v", vals, err)
 	}
 	return out
 }
@@ -452,19 +459,7 @@ func TestSharedLockToken(t *testing.T) {
 // renderPod renders the chart with vals and returns its Deployment's pod.
 func renderPod(t *testing.T, vals map[string]any) corev1.PodSpec {
 	t.Helper()
-	ch, err := loader.Load(chartDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rv, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{Name: "demo", Namespace: "shop", IsInstall: true}, chartutil.DefaultCapabilities)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := engine.Render(ch, rv)
-	if err != nil {
-		t.Fatalf("render %v: %v", vals, err)
-	}
-	for _, d := range manifests(out) {
+	for _, d := range manifests(renderValues(t, vals)) {
 		obj, err := decodeStrict(d)
 		if err != nil {
 			t.Fatal(err)

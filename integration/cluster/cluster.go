@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -285,5 +287,7 @@ func run(name string, args ...string) error {
 }
 
 func randomToken() string {
-	return strconv.FormatUint(uint64(time.Now().UnixNano()), 36) + strconv.FormatInt(int64(os.Getpid()), 36) + fmt.Sprintf("%x", serial())
+	b := make([]byte, 16)
+	rand.Read(b) // crypto/rand: never fails on Linux
+	return hex.EncodeToString(b)
 }

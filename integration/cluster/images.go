@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/process-wrapper/process-wrapper/internal/waitfor"
 )
 
 // BuildPause builds the sandbox image (./pause, FROM scratch) into Docker,
@@ -65,14 +67,11 @@ func (c *Cluster) ImportImages(images ...string) error {
 
 // waitSocket waits for a unix socket to appear.
 func waitSocket(path string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not appear within %s", path, timeout)
-		}
-		time.Sleep(50 * time.Millisecond) // a condition polled until its deadline
+	if !waitfor.Poll(timeout, func() bool {
+		fi, err := os.Stat(path)
+		return err == nil && fi.Mode()&os.ModeSocket != 0
+	}) {
+		return fmt.Errorf("%s did not appear within %s", path, timeout)
 	}
+	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/process-wrapper/process-wrapper/internal/waitfor"
 )
 
 // component is one process of the cluster. It runs in a session of its own
@@ -96,18 +98,10 @@ func stopOne(dir, name string, grace time.Duration) error {
 		// each component leads a session and process group of its own:
 		// the whole group is signalled, so that nothing it started is left
 		syscall.Kill(-pid, syscall.SIGTERM)
-		deadline := time.Now().Add(grace)
-		for ours(pid, dir) && time.Now().Before(deadline) {
-			reap(pid)
-			time.Sleep(50 * time.Millisecond) // polling a process that is not our child: no wait to block on
-		}
-		if ours(pid, dir) {
+		gone := func() bool { reap(pid); return !ours(pid, dir) }
+		if !waitfor.Poll(grace, gone) {
 			syscall.Kill(-pid, syscall.SIGKILL)
-			for end := time.Now().Add(10 * time.Second); ours(pid, dir) && time.Now().Before(end); {
-				reap(pid)
-				time.Sleep(50 * time.Millisecond)
-			}
-			if ours(pid, dir) {
+			if !waitfor.Poll(10*time.Second, gone) {
 				return fmt.Errorf("stop %s: pid %d outlived SIGKILL", name, pid)
 			}
 		}

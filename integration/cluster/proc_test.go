@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/process-wrapper/process-wrapper/internal/waitfor"
 )
 
 // Components are stopped by their pid files: SIGTERM, then SIGKILL for one
@@ -28,13 +30,9 @@ func TestStopComponents(t *testing.T) {
 	// a pid recorded for a program that is not the cluster's: this test's own
 	os.WriteFile(filepath.Join(dir, "pids", "stranger"), []byte(strconv.Itoa(os.Getpid())), 0o644)
 
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(readFile(filepath.Join(dir, "logs", "stubborn.log")), "ready") {
-		if time.Now().After(deadline) {
-			t.Fatal("the stubborn component never started")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitfor.Condition(t, 10*time.Second, "the stubborn component's start", func() bool {
+		return strings.Contains(readFile(filepath.Join(dir, "logs", "stubborn.log")), "ready")
+	})
 	if !ours(polite.pid, dir) || !ours(stubborn.pid, dir) {
 		t.Fatal("started components are not seen as the cluster's")
 	}

@@ -49,7 +49,7 @@ vet:
 # environment, stopped at the end whether the tests pass or not.
 test: vet
 	@run=$$(.ci/services start) && trap '.ci/services stop '"$$run" EXIT && . "$$run/env" && \
-		$(MAKE) --no-print-directory test-race test-unit test-fuzz test-integration
+		$(MAKE) --no-print-directory test-race test-unit test-fuzz test-integration test-kube
 
 # the wrapper module under the race detector (its end-to-end tests then run a
 # race-built wrapper binary too), and the shared-lock server (its lease pool,
@@ -69,7 +69,23 @@ test-fuzz:
 	$(GO) test -run XXX -fuzz FuzzMerge -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./prommerge
 
 test-integration:
-	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -count=1 -timeout 15m ./integration/...
+	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -count=1 -timeout 15m $$(cd integration && $(GO) list ./... | grep -v '/integration/kube$$' | sed 's|^github.com/process-wrapper/process-wrapper/integration|./integration|')
+
+# the suite in a real single-node cluster of the run's own (integration/kube),
+# alone: Docker is idle meanwhile, so that the host it leaves can be compared
+# with the host it found
+test-kube: kube-bin
+	cd integration && PW_KUBE_BIN=$(KUBE_BIN) $(GO) test -count=1 -timeout 20m -v ./kube/
+
+# the same cluster for a person (KUBECONFIG printed), with the images of
+# docker-build-slim imported; kube-down removes it and restores the host
+KUBE_UP_DIR ?= /var/tmp/pw-kube-up
+kube-up: docker-build-slim kube-bin
+	@cd integration && $(GO) run ./cluster/up -dir $(KUBE_UP_DIR) -kube $(KUBE_BIN) \
+		-import $(subst $(eval) ,$(comma),$(foreach m,$(IMAGES),$(IMAGE_REPO)/$(lastword $(subst :, ,$(m))):$(IMAGE_TAG)))
+
+kube-down:
+	@cd integration && $(GO) run ./cluster/up -down
 
 # the peers measured beside the wrapper come from Debian's packages; the
 # shared lock is measured against the etcd of .ci/services too
@@ -123,9 +139,10 @@ KUBE_MINOR = $(word 2,$(subst ., ,$(KUBE_VERSION)))
 KUBE_LDFLAGS = -s -w $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
 	-X $(p).gitVersion=$(KUBE_VERSION) -X $(p).gitMajor=1 -X $(p).gitMinor=$(KUBE_MINOR))
 
-.PHONY: kube-bin
+comma := ,
+.PHONY: kube-bin kube-up kube-down test-kube
 kube-bin:
 	@if [ ! -x "$(KUBE_BIN)" ]; then mkdir -p "$(KUBE_CACHE)" && echo "building Kubernetes $(KUBE_VERSION) (once per version: ~11 min)" >&2 && \
 		cd integration/cluster/kubebin && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o "$(KUBE_BIN).tmp" . && \
 		mv "$(KUBE_BIN).tmp" "$(KUBE_BIN)"; fi
-	@echo "$(KUBE_BIN)"
+	@echo "$(KUBE_BIN)" >&2

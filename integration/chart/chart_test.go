@@ -14,13 +14,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
-	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/engine"
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
@@ -29,6 +26,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/process-wrapper/process-wrapper/integration/chartrender"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
 )
 
@@ -60,47 +58,11 @@ func render(t *testing.T, valuesFile string) map[string]string {
 // renderValues renders the chart as release demo in namespace shop.
 func renderValues(t *testing.T, vals map[string]any) map[string]string {
 	t.Helper()
-	ch, err := loader.Load(chartDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rv, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{Name: "demo", Namespace: "shop", IsInstall: true}, chartutil.DefaultCapabilities)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := engine.Render(ch, rv)
+	out, err := chartrender.Render(chartDir, "demo", "shop", vals)
 	if err != nil {
 		t.Fatalf("render %v: %v", vals, err)
 	}
 	return out
-}
-
-// manifests splits the rendered templates into documents, in a stable order.
-func manifests(out map[string]string) []string {
-	names := make([]string, 0, len(out))
-	for n := range out {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	var docs []string
-	for _, n := range names {
-		for _, d := range strings.Split(out[n], "\n---") {
-			if strings.TrimSpace(stripComments(d)) != "" {
-				docs = append(docs, strings.TrimSpace(d))
-			}
-		}
-	}
-	return docs
-}
-
-func stripComments(s string) string {
-	var b strings.Builder
-	for _, l := range strings.Split(s, "\n") {
-		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
-			b.WriteString(l + "\n")
-		}
-	}
-	return b.String()
 }
 
 // decodeStrict decodes a manifest into the k8s.io/api type of its kind;
@@ -212,7 +174,7 @@ func TestExamples(t *testing.T) {
 					t.Errorf("lint: %s", m)
 				}
 			}
-			r := decodeAll(t, manifests(render(t, f)))
+			r := decodeAll(t, chartrender.Manifests(render(t, f)))
 			if r.pod == nil {
 				t.Fatalf("no workload among %v", r.kinds)
 			}
@@ -330,7 +292,7 @@ func checkDashboard(t *testing.T, src string) {
 
 // The default render, byte for byte (go test -update rewrites it).
 func TestGolden(t *testing.T) {
-	got := strings.Join(manifests(render(t, "")), "\n---\n") + "\n"
+	got := strings.Join(chartrender.Manifests(render(t, "")), "\n---\n") + "\n"
 	golden := filepath.Join("testdata", "default.golden.yaml")
 	if *update {
 		os.MkdirAll("testdata", 0o755)
@@ -349,10 +311,6 @@ func TestGolden(t *testing.T) {
 
 // Values the chart refuses, with a message naming them.
 func TestBadValues(t *testing.T) {
-	ch, err := loader.Load(chartDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, c := range []struct {
 		vals map[string]any
 		want string
@@ -367,11 +325,7 @@ func TestBadValues(t *testing.T) {
 		{map[string]any{"sharedLock": map[string]any{"enabled": true, "replicas": 2}}, "sharedLock.replicas: want 1 with the embedded etcd"},
 		{map[string]any{"sharedLock": map[string]any{"enabled": true, "etcdEndpoints": "http://etcd:2379", "replicas": 0}}, "sharedLock.replicas"},
 	} {
-		rv, err := chartutil.ToRenderValues(ch, c.vals, chartutil.ReleaseOptions{Name: "demo", Namespace: "shop"}, chartutil.DefaultCapabilities)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := engine.Render(ch, rv); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := chartrender.Render(chartDir, "demo", "shop", c.vals); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: error %v, want %q", c.vals, err, c.want)
 		}
 	}
@@ -391,7 +345,7 @@ func TestSharedLockReplicas(t *testing.T) {
 	} {
 		var lock *appsv1.Deployment
 		claims := 0
-		for _, d := range manifests(render(t, c.file)) {
+		for _, d := range chartrender.Manifests(render(t, c.file)) {
 			obj, err := decodeStrict(d)
 			if err != nil {
 				t.Fatal(err)
@@ -419,7 +373,7 @@ func TestSharedLockReplicas(t *testing.T) {
 func TestSharedLockToken(t *testing.T) {
 	file := filepath.Join(chartDir, "ci", "shared-lock-token.yaml")
 	var lock *appsv1.Deployment
-	for _, d := range manifests(render(t, file)) {
+	for _, d := range chartrender.Manifests(render(t, file)) {
 		if obj, err := decodeStrict(d); err == nil {
 			if o, ok := obj.(*appsv1.Deployment); ok && strings.HasSuffix(o.Name, "-shared-lock") {
 				lock = o
@@ -449,7 +403,7 @@ func TestSharedLockToken(t *testing.T) {
 	if !hasEnv || !secretMounted(&lock.Spec.Template.Spec, server) {
 		t.Errorf("the server lacks the token: env %v, mounts %v", server.Env, server.VolumeMounts)
 	}
-	r := decodeAll(t, manifests(render(t, file)))
+	r := decodeAll(t, chartrender.Manifests(render(t, file)))
 	app := r.pod.Containers[0]
 	if !slices.Contains(app.Args, "-shared-lock-token-file=/var/run/shared-lock/token") || !secretMounted(r.pod, app) {
 		t.Errorf("the app's wrapper lacks the token: args %v, mounts %v", app.Args, app.VolumeMounts)
@@ -459,7 +413,7 @@ func TestSharedLockToken(t *testing.T) {
 // renderPod renders the chart with vals and returns its Deployment's pod.
 func renderPod(t *testing.T, vals map[string]any) corev1.PodSpec {
 	t.Helper()
-	for _, d := range manifests(renderValues(t, vals)) {
+	for _, d := range chartrender.Manifests(renderValues(t, vals)) {
 		obj, err := decodeStrict(d)
 		if err != nil {
 			t.Fatal(err)

@@ -24,11 +24,13 @@ type Options struct {
 	Kube   string // the kube binary (make kube-bin)
 	Etcd   string // etcd's binary
 	CNIBin string // the CNI plugins' directory
+	Keep   bool   // make kube-up's: the cluster outlives this process, until Down
 }
 
 // Cluster is a running single-node cluster.
 type Cluster struct {
 	l          layout
+	st         hostState
 	Kubeconfig string // the admin's
 	Server     string
 	caPEM      []byte
@@ -41,7 +43,11 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &Cluster{l: l}
+	st, err := claim(l, o.Kube, o.Keep)
+	if err != nil {
+		return nil, err
+	}
+	c = &Cluster{l: l, st: st}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, c.Stop())
@@ -211,14 +217,28 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 // PauseImage is the sandbox image the harness builds and imports.
 const PauseImage = "process-wrapper-test/pause:1"
 
-// Stop tears the cluster down: its components by pid, then what they left
-// on the host.
-func (c *Cluster) Stop() error {
-	errs := []error{stopComponents(c.l.dir, 15*time.Second, "scheduler", "controller-manager", "kubelet", "apiserver", "etcd", "containerd")}
-	if _, err := net.InterfaceByName(c.l.bridge); err == nil {
-		errs = append(errs, run("ip", "link", "del", c.l.bridge))
+// Stop tears the cluster down and restores what it changed on the host.
+func (c *Cluster) Stop() error { return teardown(c.st) }
+
+// Down tears down make kube-up's cluster, or what a killed run left; it
+// refuses a cluster whose run still goes on.
+func Down() error {
+	if err := os.MkdirAll(registryDir, 0o755); err != nil {
+		return fmt.Errorf("cluster: %w", err)
 	}
-	return errors.Join(errs...)
+	unlock, err := lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := readState()
+	if err != nil || st == nil {
+		return err
+	}
+	if st.Owner != 0 && startTime(st.Owner) == st.OwnerStart {
+		return fmt.Errorf("cluster: the cluster in %s belongs to the run of pid %d, which goes on", st.Dir, st.Owner)
+	}
+	return teardown(*st)
 }
 
 func (c *Cluster) waitHTTP(ctx context.Context, path string, timeout time.Duration) error {
@@ -256,7 +276,7 @@ func newLayout(dir string) (layout, error) {
 	n := 1 + os.Getpid()%250
 	_, pods, _ := net.ParseCIDR(fmt.Sprintf("198.18.%d.0/24", n))
 	_, svcs, _ := net.ParseCIDR(fmt.Sprintf("198.19.%d.0/24", n))
-	l := layout{dir: abs, sock: filepath.Join("/run", fmt.Sprintf("pw-kube-%d", os.Getpid())), bridge: fmt.Sprintf("pwkube%d", n),
+	l := layout{dir: abs, sock: filepath.Join(registryDir, strconv.Itoa(os.Getpid())), bridge: fmt.Sprintf("pwkube%d", n),
 		gateway: net.IPv4(198, 18, byte(n), 1), podCIDR: pods, serviceIP: net.IPv4(198, 19, byte(n), 1), serviceNet: svcs,
 		dnsIP: net.IPv4(198, 19, byte(n), 10)}
 	for _, p := range []*int{&l.etcdPort, &l.apiPort, &l.kubeletAPI} {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,14 +25,29 @@ func BuildPause(moduleDir, work string) error {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("pause image: go build: %w: %s", err, out)
 	}
-	df := "FROM scratch\nCOPY pause /pause\nENTRYPOINT [\"/pause\"]\n"
-	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
-		return fmt.Errorf("pause image: %w", err)
+	return BuildImage(PauseImage, ctx, nil, "FROM scratch\nCOPY pause /pause\nENTRYPOINT [\"/pause\"]\n")
+}
+
+// BuildImage builds tag into Docker from the directory ctx, where files
+// (name to content, mode 0755) and the Dockerfile are written first.
+func BuildImage(tag, ctx string, files map[string][]byte, dockerfile string) error {
+	if err := os.MkdirAll(ctx, 0o755); err != nil {
+		return fmt.Errorf("image %s: %w", tag, err)
 	}
-	cmd := exec.Command("docker", "build", "-q", "-t", PauseImage, ctx)
+	files = maps.Clone(files)
+	if files == nil {
+		files = map[string][]byte{}
+	}
+	files["Dockerfile"] = []byte(dockerfile)
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(ctx, name), b, 0o755); err != nil {
+			return fmt.Errorf("image %s: %w", tag, err)
+		}
+	}
+	cmd := exec.Command("docker", "build", "-q", "-t", tag, ctx)
 	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("pause image: docker build: %w: %s", err, out)
+		return fmt.Errorf("image %s: docker build: %w: %s", tag, err, out)
 	}
 	return nil
 }

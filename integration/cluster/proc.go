@@ -72,8 +72,13 @@ func stopComponents(dir string, grace time.Duration, order ...string) error {
 			all = append(all, n)
 		}
 	}
+	return stopNamed(dir, grace, all...)
+}
+
+// stopNamed stops only the named components of the cluster in dir.
+func stopNamed(dir string, grace time.Duration, names ...string) error {
 	var errs []error
-	for _, n := range all {
+	for _, n := range names {
 		if err := stopOne(dir, n, grace); err != nil {
 			errs = append(errs, err)
 		}
@@ -118,13 +123,25 @@ func reap(pid int) {
 	syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
 }
 
-// ours tells whether pid still runs and its command line names dir (every
-// component is given paths under its cluster's dir): a zombie or a reused
-// pid is not ours.
+// ours tells whether pid still runs and its command line names dir or a
+// path under it (every component is given paths under its cluster's dir):
+// a zombie or a reused pid is not ours, nor a process of a directory whose
+// name only begins like dir's.
 func ours(pid int, dir string) bool {
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil || len(cmdline) == 0 {
 		return false
 	}
-	return strings.Contains(string(cmdline), dir)
+	s := string(cmdline)
+	for i := 0; ; {
+		j := strings.Index(s[i:], dir)
+		if j < 0 {
+			return false
+		}
+		end := i + j + len(dir)
+		if end == len(s) || s[end] == '/' || s[end] == 0 {
+			return true
+		}
+		i = end
+	}
 }

@@ -1,0 +1,245 @@
+package kube
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logfmt/logfmt"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	kscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/remotecommand"
+	"sigs.k8s.io/yaml"
+
+	"github.com/process-wrapper/process-wrapper/integration/chartrender"
+	"github.com/process-wrapper/process-wrapper/internal/waitfor"
+)
+
+const chartDir = "../../charts/process-wrapper"
+
+// namespace creates a namespace of the test's own, deleted at its end.
+func namespace(t *testing.T) string {
+	t.Helper()
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	ctx := context.Background()
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		client.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
+	})
+	return name
+}
+
+// install renders the chart as release demo in ns, with vals over the
+// chart's values, and applies every manifest server-side with strict field
+// validation (the API server refuses an unknown field instead of warning).
+func install(t *testing.T, ns string, vals map[string]any) {
+	t.Helper()
+	out, err := chartrender.Render(chartDir, "demo", ns, vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := kc.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(client.Discovery()))
+	ctx := context.Background()
+	for _, doc := range chartrender.Manifests(out) {
+		js, err := yaml.YAMLToJSON([]byte(doc))
+		if err != nil {
+			t.Fatalf("manifest: %v\n%s", err, doc)
+		}
+		var obj unstructured.Unstructured
+		if err := obj.UnmarshalJSON(js); err != nil {
+			t.Fatalf("manifest: %v\n%s", err, doc)
+		}
+		gvk := obj.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Fatalf("%s: %v", gvk, err)
+		}
+		var res dynamic.ResourceInterface = dyn.Resource(m.Resource)
+		if m.Scope.Name() == "namespace" {
+			res = dyn.Resource(m.Resource).Namespace(ns)
+		}
+		force := true
+		if _, err := res.Patch(ctx, obj.GetName(), types.ApplyPatchType, js, metav1.PatchOptions{
+			FieldManager: "process-wrapper-test", Force: &force, FieldValidation: "Strict",
+		}); err != nil {
+			t.Fatalf("apply %s %s: %v", gvk.Kind, obj.GetName(), err)
+		}
+	}
+}
+
+// values are the chart values every test starts from: the images of the
+// run, never pulled, the app image an unrelated static busybox.
+func values(config string, grace int) map[string]any {
+	return map[string]any{
+		"workload": map[string]any{"terminationGracePeriodSeconds": grace},
+		"app":      map[string]any{"image": appImage, "imagePullPolicy": "Never"},
+		"wrapper": map[string]any{
+			"image": wrapperImage, "imagePullPolicy": "Never", "config": config,
+			// a shorter period than the chart's 10 s: the chart derives the
+			// failureThreshold from it, the window stays what the rule says
+			"probes": map[string]any{"liveness": map[string]any{"periodSeconds": 2}},
+		},
+	}
+}
+
+// waitPod waits until the workload's pod in ns satisfies cond, and returns it.
+func waitPod(t *testing.T, ns string, timeout time.Duration, what string, cond func(*corev1.Pod) bool) *corev1.Pod {
+	t.Helper()
+	var found *corev1.Pod
+	var last string
+	if !waitfor.Poll(timeout, func() bool {
+		pods, err := client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=workload"})
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			last = describe(p)
+			if cond(p) {
+				found = p
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("timed out after %v waiting for %s; last seen: %s", timeout, what, last)
+	}
+	return found
+}
+
+func describe(p *corev1.Pod) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s phase=%s", p.Name, p.Status.Phase)
+	for _, c := range p.Status.Conditions {
+		fmt.Fprintf(&b, " %s=%s", c.Type, c.Status)
+	}
+	for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		fmt.Fprintf(&b, " [%s ready=%v restarts=%d", cs.Name, cs.Ready, cs.RestartCount)
+		switch s := cs.State; {
+		case s.Waiting != nil:
+			fmt.Fprintf(&b, " waiting %s: %s", s.Waiting.Reason, s.Waiting.Message)
+		case s.Running != nil:
+			b.WriteString(" running")
+		case s.Terminated != nil:
+			fmt.Fprintf(&b, " terminated %d %s", s.Terminated.ExitCode, s.Terminated.Reason)
+		}
+		b.WriteString("]")
+	}
+	return b.String()
+}
+
+func ready(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func appStatus(p *corev1.Pod) corev1.ContainerStatus {
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == "app" {
+			return cs
+		}
+	}
+	return corev1.ContainerStatus{}
+}
+
+// logs is what kubectl logs shows of the app container, each line decoded
+// as logfmt (previous: of its last run before a restart).
+func logs(t *testing.T, ns, pod string, previous bool) []map[string]string {
+	t.Helper()
+	b, err := client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: "app", Previous: previous}).DoRaw(context.Background())
+	if err != nil {
+		t.Fatalf("logs of %s: %v", pod, err)
+	}
+	var lines []map[string]string
+	d := logfmt.NewDecoder(bytes.NewReader(b))
+	for d.ScanRecord() {
+		kv := map[string]string{}
+		for d.ScanKeyval() {
+			kv[string(d.Key())] = string(d.Value())
+		}
+		lines = append(lines, kv)
+	}
+	if err := d.Err(); err != nil {
+		t.Fatalf("logs of %s are not logfmt: %v\n%s", pod, err, b)
+	}
+	return lines
+}
+
+// has tells whether one of lines holds every key=value pair of kv.
+func has(lines []map[string]string, kv ...string) bool {
+	for _, l := range lines {
+		match := true
+		for i := 0; i+1 < len(kv); i += 2 {
+			if l[kv[i]] != kv[i+1] {
+				match = false
+				break
+			}
+		}
+		if match {
+			return true
+		}
+	}
+	return false
+}
+
+// execIn runs argv in the app container of pod, as kubectl exec does.
+func execIn(t *testing.T, ns, pod string, argv ...string) (string, string, error) {
+	t.Helper()
+	cfg, err := kc.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := client.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Container: "app", Command: argv, Stdout: true, Stderr: true}, kscheme.ParameterCodec)
+	ex, err := remotecommand.NewWebSocketExecutor(cfg, "GET", req.URL().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr})
+	return stdout.String(), stderr.String(), err
+}
+
+// finalize adds a finalizer to pod, so that its final status can be read
+// after its deletion; the test's end removes it.
+func finalize(t *testing.T, ns, pod string) {
+	t.Helper()
+	ctx := context.Background()
+	patch := []byte(`{"metadata":{"finalizers":["process-wrapper.test/keep"]}}`)
+	if _, err := client.CoreV1().Pods(ns).Patch(ctx, pod, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, err := client.CoreV1().Pods(ns).Patch(ctx, pod, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("remove the finalizer of %s: %v", pod, err)
+		}
+	})
+}

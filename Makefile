@@ -75,13 +75,13 @@ test-integration:
 # alone: Docker is idle meanwhile, so that the host it leaves can be compared
 # with the host it found
 test-kube: kube-bin
-	cd integration && PW_KUBE_BIN=$(KUBE_BIN) $(GO) test -count=1 -timeout 20m -v ./kube/
+	cd integration && PW_KUBE_BIN=$(KUBE_BIN) PW_KUBE_DNS=$(DNS_BIN) $(GO) test -count=1 -timeout 20m -v ./kube/
 
 # the same cluster for a person (KUBECONFIG printed), with the images of
 # docker-build-slim imported; kube-down removes it and restores the host
 KUBE_UP_DIR ?= /var/tmp/pw-kube-up
 kube-up: docker-build-slim kube-bin
-	@cd integration && $(GO) run ./cluster/up -dir $(KUBE_UP_DIR) -kube $(KUBE_BIN) \
+	@cd integration && $(GO) run ./cluster/up -dir $(KUBE_UP_DIR) -kube $(KUBE_BIN) -dns $(DNS_BIN) \
 		-import $(subst $(eval) ,$(comma),$(foreach m,$(IMAGES),$(IMAGE_REPO)/$(lastword $(subst :, ,$(m))):$(IMAGE_TAG)))
 
 kube-down:
@@ -138,6 +138,10 @@ KUBE_BIN = $(KUBE_CACHE)/kube-$(KUBE_VERSION)-$(shell cat integration/cluster/ku
 KUBE_MINOR = $(word 2,$(subst ., ,$(KUBE_VERSION)))
 KUBE_LDFLAGS = -s -w $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
 	-X $(p).gitVersion=$(KUBE_VERSION) -X $(p).gitMajor=1 -X $(p).gitMinor=$(KUBE_MINOR))
+# and its DNS, CoreDNS with the plugins it uses (integration/cluster/dnsbin):
+# ~2 min the first time
+DNS_VERSION := $(shell sed -n 's/^require github.com\/coredns\/coredns \(v[0-9.]*\)$$/\1/p' integration/cluster/dnsbin/go.mod)
+DNS_BIN = $(KUBE_CACHE)/coredns-$(DNS_VERSION)-$(shell cat integration/cluster/dnsbin/go.mod integration/cluster/dnsbin/go.sum integration/cluster/dnsbin/main.go | sha256sum | cut -c1-12)
 
 comma := ,
 .PHONY: kube-bin kube-up kube-down test-kube
@@ -145,4 +149,7 @@ kube-bin:
 	@if [ ! -x "$(KUBE_BIN)" ]; then mkdir -p "$(KUBE_CACHE)" && echo "building Kubernetes $(KUBE_VERSION) (once per version: ~11 min)" >&2 && \
 		cd integration/cluster/kubebin && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o "$(KUBE_BIN).tmp" . && \
 		mv "$(KUBE_BIN).tmp" "$(KUBE_BIN)"; fi
-	@echo "$(KUBE_BIN)" >&2
+	@if [ ! -x "$(DNS_BIN)" ]; then echo "building CoreDNS $(DNS_VERSION) (once per version: ~2 min)" >&2 && \
+		cd integration/cluster/dnsbin && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o "$(DNS_BIN).tmp" . && \
+		mv "$(DNS_BIN).tmp" "$(DNS_BIN)"; fi
+	@echo "$(KUBE_BIN) $(DNS_BIN)" >&2

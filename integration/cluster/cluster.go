@@ -24,6 +24,7 @@ type Options struct {
 	Kube   string // the kube binary (make kube-bin)
 	Etcd   string // etcd's binary
 	CNIBin string // the CNI plugins' directory
+	DNS    string // the DNS binary, CoreDNS (make kube-bin)
 	Keep   bool   // make kube-up's: the cluster outlives this process, until Down
 }
 
@@ -70,6 +71,13 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if err := run("ip", "link", "set", l.bridge, "up"); err != nil {
 		return c, err
 	}
+	// traffic between pods, and to a Service's pod, is forwarded by the
+	// host, whose FORWARD policy may drop it (Docker sets DROP)
+	for _, rule := range forwardRules(l.bridge) {
+		if err := run("iptables", append([]string{"-I", "FORWARD", "1"}, rule...)...); err != nil {
+			return c, err
+		}
+	}
 
 	ca, err := newAuthority()
 	if err != nil {
@@ -108,6 +116,8 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		{"system:node:localhost", "system:nodes"},
 		{"system:kube-controller-manager", ""},
 		{"system:kube-scheduler", ""},
+		{"system:kube-proxy", ""}, // bound to system:node-proxier by the API server's defaults
+		{dnsUser, ""},             // bound to the DNS's role by startDNS
 	} {
 		tok := randomToken()
 		tokens[u.name] = tok
@@ -211,6 +221,22 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		"--hostname-override", "localhost"); err != nil {
 		return c, err
 	}
+	// kube-proxy: a Service's cluster IP reaches its endpoints, in the
+	// nftables tables of its own (removed at teardown); the conntrack
+	// limits and timeouts of the host are left alone, node ports are only
+	// on the bridge's host address
+	if _, err := startComponent(l.dir, "proxy", nil, o.Kube, "proxy",
+		"--kubeconfig", kubeconfigs["system:kube-proxy"], "--proxy-mode", "nftables",
+		"--hostname-override", "localhost", "--cluster-cidr", l.podCIDR.String(),
+		"--nodeport-addresses", l.gateway.String()+"/32",
+		"--healthz-bind-address", fmt.Sprintf("127.0.0.1:%d", l.proxyHealth),
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", l.proxyMetrics),
+		"--conntrack-max-per-core=0", "--conntrack-tcp-timeout-established=0", "--conntrack-tcp-timeout-close-wait=0"); err != nil {
+		return c, err
+	}
+	if err := c.startDNS(ctx, o.DNS, kubeconfigs[dnsUser]); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -279,7 +305,7 @@ func newLayout(dir string) (layout, error) {
 	l := layout{dir: abs, sock: filepath.Join(registryDir, strconv.Itoa(os.Getpid())), bridge: fmt.Sprintf("pwkube%d", n),
 		gateway: net.IPv4(198, 18, byte(n), 1), podCIDR: pods, serviceIP: net.IPv4(198, 19, byte(n), 1), serviceNet: svcs,
 		dnsIP: net.IPv4(198, 19, byte(n), 10)}
-	for _, p := range []*int{&l.etcdPort, &l.apiPort, &l.kubeletAPI} {
+	for _, p := range []*int{&l.etcdPort, &l.apiPort, &l.kubeletAPI, &l.dnsPort, &l.dnsHealth, &l.dnsReady, &l.proxyHealth, &l.proxyMetrics} {
 		if *p, err = freePort(); err != nil {
 			return layout{}, err
 		}

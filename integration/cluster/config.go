@@ -24,8 +24,12 @@ type layout struct {
 	serviceNet *net.IPNet
 	etcdPort   int
 	apiPort    int
-	kubeletAPI int // the kubelet's own server, on 127.0.0.1
-	dnsIP      net.IP
+	kubeletAPI int    // the kubelet's own server, on 127.0.0.1
+	dnsIP      net.IP // the kube-dns Service's cluster IP (the kubelet's clusterDNS)
+	// the DNS serves on the bridge's host address at dnsPort (the Service's
+	// endpoint), its health and readiness on 127.0.0.1
+	dnsPort, dnsHealth, dnsReady int
+	proxyHealth, proxyMetrics    int // kube-proxy's, on 127.0.0.1
 }
 
 func (l layout) path(elem ...string) string {

@@ -27,9 +27,17 @@ const registryDir = "/run/pw-kube"
 
 var stateFile = filepath.Join(registryDir, "cluster.json")
 
-// kubeletSysctls are what the kubelet sets at start, whatever its config
-// says (protectKernelDefaults only makes it refuse to start instead).
-var kubeletSysctls = []string{"vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops"}
+// hostSysctls are what the cluster may set: the kubelet's three at its
+// start, whatever its config says (protectKernelDefaults only makes it
+// refuse to start instead); IP forwarding, which the CNI bridge turns on;
+// and kube-proxy's (its conntrack ones are left alone by its flags, and
+// saved all the same). Those the kernel lacks are skipped.
+var hostSysctls = []string{"vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops",
+	"net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet", "net/netfilter/nf_conntrack_max",
+	"net/netfilter/nf_conntrack_tcp_timeout_established", "net/netfilter/nf_conntrack_tcp_timeout_close_wait"}
+
+// proxyTables are kube-proxy's nftables tables (nftables mode).
+var proxyTables = [][]string{{"ip", "kube-proxy"}, {"ip6", "kube-proxy"}}
 
 // fixedPaths are the kubelet's paths that no flag moves.
 var fixedPaths = []string{"/var/log/containers", "/var/lib/kubelet/device-plugins"}
@@ -84,8 +92,16 @@ func claim(l layout, kube string, kept bool) (hostState, error) {
 		st.Owner = os.Getpid()
 		st.OwnerStart = startTime(st.Owner)
 	}
-	for _, k := range kubeletSysctls {
+	for _, t := range proxyTables {
+		if exec.Command("nft", "list", "table", t[0], t[1]).Run() == nil {
+			return hostState{}, fmt.Errorf("cluster: the nftables table %s %s is on this machine: another kube-proxy runs (one at a time)", t[0], t[1])
+		}
+	}
+	for _, k := range hostSysctls {
 		b, err := os.ReadFile(filepath.Join("/proc/sys", k))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return hostState{}, fmt.Errorf("cluster: sysctl %s: %w", k, err)
 		}
@@ -102,9 +118,10 @@ func claim(l layout, kube string, kept bool) (hostState, error) {
 // teardown undoes a cluster, whether its components still run or not, in
 // the order that lets each step work: the pods go while the kubelet and the
 // API server run (their containers get SIGTERM, CNI releases their
-// addresses); then the components by pid; what is left in the run's
+// addresses); then the components by pid; kube-proxy's tables; what is left in the run's
 // containerd; the processes left in the kubepods cgroups; the mounts under
-// the run's directories; the cgroups; the bridge; the sysctls; the fixed
+// the run's directories; the cgroups; the FORWARD rules and the bridge;
+// the sysctls; the fixed
 // paths; the run's directory. Each step is tried; the errors are joined.
 func teardown(st hostState) error {
 	var errs []error
@@ -118,6 +135,11 @@ func teardown(st hostState) error {
 		add(deletePods(st))
 	}
 	add(stopNamed(st.Dir, 30*time.Second, "proxy", "dns", "kubelet", "apiserver", "etcd"))
+	for _, t := range proxyTables {
+		if exec.Command("nft", "list", "table", t[0], t[1]).Run() == nil {
+			add(run("nft", "delete", "table", t[0], t[1]))
+		}
+	}
 	if alive(st.Dir, "containerd") {
 		add(emptyContainerd(filepath.Join(st.Sock, "containerd.sock")))
 	}
@@ -125,6 +147,14 @@ func teardown(st hostState) error {
 	add(killLeft(st))
 	add(unmountUnder(st.Dir, st.Sock))
 	add(removeCgroups())
+	for _, rule := range forwardRules(st.Bridge) {
+		for exec.Command("iptables", append([]string{"-C", "FORWARD"}, rule...)...).Run() == nil {
+			if err := run("iptables", append([]string{"-D", "FORWARD"}, rule...)...); err != nil {
+				add(err)
+				break
+			}
+		}
+	}
 	if _, err := os.Stat(filepath.Join("/sys/class/net", st.Bridge)); err == nil {
 		add(run("ip", "link", "del", st.Bridge))
 	}
@@ -381,47 +411,50 @@ func running(dir string) bool {
 	return false
 }
 
+// forwardRules accept what the pod bridge forwards, into it and out of
+// it, in the host's iptables FORWARD chain.
+func forwardRules(bridge string) [][]string {
+	comment := []string{"-m", "comment", "--comment", "process-wrapper test cluster " + bridge, "-j", "ACCEPT"}
+	return [][]string{append([]string{"-i", bridge}, comment...), append([]string{"-o", bridge}, comment...)}
+}
+
+// stat is /proc/PID/stat from its third field on (the state first),
+// split: the command before it is in parentheses and may hold spaces (nil
+// when pid does not run).
+func stat(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(s[i+1:])
+}
+
 // startTime is field 22 of /proc/PID/stat: with the pid, it names one
 // process for good ("" when pid does not run).
 func startTime(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return ""
-	}
-	// the command (field 2) is in parentheses and may hold spaces
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 {
-		if f := strings.Fields(s[i+1:]); len(f) > 19 {
-			return f[19]
-		}
+	if f := stat(pid); len(f) > 19 {
+		return f[19]
 	}
 	return ""
 }
 
 // parent is pid's parent (0 when pid does not run).
 func parent(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
 	var ppid int
-	if i := strings.LastIndexByte(s, ')'); i >= 0 {
-		if f := strings.Fields(s[i+1:]); len(f) > 1 {
-			fmt.Sscanf(f[1], "%d", &ppid)
-		}
+	if f := stat(pid); len(f) > 1 {
+		fmt.Sscanf(f[1], "%d", &ppid)
 	}
 	return ppid
 }
 
 func zombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
+	f := stat(pid)
+	return len(f) == 0 || f[0] == "Z"
 }
 
 // firstMissing is the topmost directory on the way to p that does not

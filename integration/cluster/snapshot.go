@@ -11,14 +11,17 @@ import (
 )
 
 // HostSnapshot is what a cluster may change on the machine, one line per
-// fact: the kubelet's sysctls, the mount points (Docker's own left out: the
+// fact: the sysctls it may set, the mount points (Docker's own left out: the
 // engine may run other work meanwhile), the kubepods cgroups, the network
 // links, the fixed paths, the nftables and iptables rules. Two snapshots
 // of a host left as it was found are equal.
 func HostSnapshot() []string {
 	var lines []string
-	for _, k := range kubeletSysctls {
-		b, _ := os.ReadFile(filepath.Join("/proc/sys", k))
+	for _, k := range hostSysctls {
+		b, err := os.ReadFile(filepath.Join("/proc/sys", k))
+		if err != nil {
+			continue
+		}
 		lines = append(lines, fmt.Sprintf("sysctl %s=%s", k, strings.TrimSpace(string(b))))
 	}
 	for _, p := range mountPoints() {

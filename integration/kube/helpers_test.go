@@ -44,9 +44,11 @@ func namespace(t *testing.T) string {
 // install renders the chart as release demo in ns, with vals over the
 // chart's values, and applies every manifest server-side with strict field
 // validation (the API server refuses an unknown field instead of warning).
-func install(t *testing.T, ns string, vals map[string]any) {
+func install(t *testing.T, ns string, vals map[string]any) { installRelease(t, ns, "demo", vals) }
+
+func installRelease(t *testing.T, ns, release string, vals map[string]any) {
 	t.Helper()
-	out, err := chartrender.Render(chartDir, "demo", ns, vals)
+	out, err := chartrender.Render(chartDir, release, ns, vals)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,17 +107,22 @@ func values(config string, grace int) map[string]any {
 // waitPod waits until the workload's pod in ns satisfies cond, and returns it.
 func waitPod(t *testing.T, ns string, timeout time.Duration, what string, cond func(*corev1.Pod) bool) *corev1.Pod {
 	t.Helper()
-	var found *corev1.Pod
+	return waitReleasePod(t, ns, "demo", timeout, what, cond)
+}
+
+func waitReleasePod(t *testing.T, ns, release string, timeout time.Duration, what string, cond func(*corev1.Pod) bool) *corev1.Pod {
+	t.Helper()
+	var found, lastPod *corev1.Pod
 	var last string
 	if !waitfor.Poll(timeout, func() bool {
-		pods, err := client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=workload"})
+		pods, err := client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=workload,app.kubernetes.io/instance=" + release})
 		if err != nil {
 			last = err.Error()
 			return false
 		}
 		for i := range pods.Items {
 			p := &pods.Items[i]
-			last = describe(p)
+			last, lastPod = describe(p), p
 			if cond(p) {
 				found = p
 				return true
@@ -123,7 +130,13 @@ func waitPod(t *testing.T, ns string, timeout time.Duration, what string, cond f
 		}
 		return false
 	}) {
-		t.Fatalf("timed out after %v waiting for %s; last seen: %s", timeout, what, last)
+		var tail string
+		if lastPod != nil {
+			n := int64(20)
+			b, _ := client.CoreV1().Pods(ns).GetLogs(lastPod.Name, &corev1.PodLogOptions{Container: "app", TailLines: &n}).DoRaw(context.Background())
+			tail = string(b)
+		}
+		t.Fatalf("timed out after %v waiting for %s; last seen: %s; its last lines:\n%s", timeout, what, last, tail)
 	}
 	return found
 }

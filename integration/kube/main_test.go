@@ -5,7 +5,8 @@
 // at the end, the host left as it was found; a cluster that cannot start
 // fails the suite, it is never skipped.
 //
-// PW_KUBE_BIN names the kube binary (make test sets it); PW_KUBE_ETCD and
+// PW_KUBE_BIN and PW_KUBE_DNS name the kube and DNS binaries (make test
+// sets them); PW_KUBE_ETCD and
 // PW_KUBE_CNI the etcd binary and the CNI plugins (etcd on PATH and
 // /usr/lib/cni by default).
 package kube
@@ -53,9 +54,9 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "kube suite:", err)
 		return 1
 	}
-	kube := os.Getenv("PW_KUBE_BIN")
-	if kube == "" {
-		return fail(fmt.Errorf("PW_KUBE_BIN is unset: make test builds the kube binary and sets it (make kube-bin prints its path)"))
+	kube, dns := os.Getenv("PW_KUBE_BIN"), os.Getenv("PW_KUBE_DNS")
+	if kube == "" || dns == "" {
+		return fail(fmt.Errorf("PW_KUBE_BIN or PW_KUBE_DNS is unset: make test builds the kube and DNS binaries and sets them (make kube-bin prints their paths)"))
 	}
 	etcd := os.Getenv("PW_KUBE_ETCD")
 	if etcd == "" {
@@ -76,13 +77,13 @@ func run(m *testing.M) int {
 	before := cluster.HostSnapshot()
 
 	// a run killed with its cluster up: the next run removes what it left
-	killed, err := killedRun(work, kube, etcd, cni)
+	killed, err := killedRun(work, kube, dns, etcd, cni)
 	if err != nil {
 		return fail(errors.Join(fmt.Errorf("the killed run: %w", err), cluster.Down()))
 	}
 
 	ctx := context.Background()
-	kc, err = cluster.Start(ctx, cluster.Options{Dir: filepath.Join(work, "cluster"), Kube: kube, Etcd: etcd, CNIBin: cni})
+	kc, err = cluster.Start(ctx, cluster.Options{Dir: filepath.Join(work, "cluster"), Kube: kube, DNS: dns, Etcd: etcd, CNIBin: cni})
 	if err != nil {
 		return fail(errors.Join(err, cluster.Down()))
 	}
@@ -139,13 +140,13 @@ func buildImages(work string) error {
 // -hold, as a test run holds one), runs a pod in it, and SIGKILLs that
 // process: its components, the pod's containers, mounts, cgroups and
 // sysctls are left for cluster.Start to remove.
-func killedRun(work, kube, etcd, cni string) (dir string, err error) {
+func killedRun(work, kube, dns, etcd, cni string) (dir string, err error) {
 	bin := filepath.Join(work, "up")
 	if out, err := exec.Command("go", "build", "-o", bin, "../cluster/up").CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build cluster/up: %w: %s", err, out)
 	}
 	dir = filepath.Join(work, "killed")
-	up := exec.Command(bin, "-hold", "-dir", dir, "-kube", kube, "-etcd", etcd, "-cni", cni)
+	up := exec.Command(bin, "-hold", "-dir", dir, "-kube", kube, "-dns", dns, "-etcd", etcd, "-cni", cni)
 	up.Dir = ".."
 	up.Stderr = os.Stderr
 	stdout, err := up.StdoutPipe()

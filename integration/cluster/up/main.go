@@ -1,7 +1,7 @@
 // Command up is make kube-up and make kube-down: the integration suite's
 // cluster, for a person to use. It prints the export of KUBECONFIG.
 //
-//	go run ./cluster/up -dir D -kube K [-import IMG,...]      make kube-up
+//	go run ./cluster/up -dir D -kube K -dns D [-import IMG,...] make kube-up
 //	go run ./cluster/up -down                                   make kube-down
 //
 // With -hold the cluster is this process's own, as a test run's is: it
@@ -26,6 +26,7 @@ func main() {
 	kube := flag.String("kube", "", "the kube binary (make kube-bin)")
 	etcd := flag.String("etcd", "etcd", "etcd's binary")
 	cni := flag.String("cni", "/usr/lib/cni", "the CNI plugins' directory")
+	dns := flag.String("dns", "", "the DNS binary, CoreDNS (make kube-bin)")
 	down := flag.Bool("down", false, "tear down make kube-up's cluster (or what a killed run left)")
 	hold := flag.Bool("hold", false, "the cluster lives as long as this process")
 	images := flag.String("import", "", "Docker images to import into the cluster's containerd, comma-separated")
@@ -36,13 +37,13 @@ func main() {
 		}
 		return
 	}
-	if *dir == "" || *kube == "" {
-		fail(fmt.Errorf("up: -dir and -kube are required"))
+	if *dir == "" || *kube == "" || *dns == "" {
+		fail(fmt.Errorf("up: -dir, -kube and -dns are required"))
 	}
 	if err := cluster.BuildPause(".", *dir); err != nil {
 		fail(err)
 	}
-	c, err := cluster.Start(context.Background(), cluster.Options{Dir: *dir, Kube: *kube, Etcd: *etcd, CNIBin: *cni, Keep: !*hold})
+	c, err := cluster.Start(context.Background(), cluster.Options{Dir: *dir, Kube: *kube, Etcd: *etcd, CNIBin: *cni, DNS: *dns, Keep: !*hold})
 	if err != nil {
 		fail(err)
 	}

@@ -23,9 +23,9 @@ import (
 // kubepods cgroups are the host's, so two kubelets would undo each other.
 // The running cluster's record is in registryDir; a run that finds the
 // record of a run that was killed tears that cluster down first.
-const registryDir = "/run/pw-kube"
+var registryDir = "/run/pw-kube" // a variable for the tests of claim
 
-var stateFile = filepath.Join(registryDir, "cluster.json")
+func stateFile() string { return filepath.Join(registryDir, "cluster.json") }
 
 // hostSysctls are what the cluster may set: the kubelet's three at its
 // start, whatever its config says (protectKernelDefaults only makes it
@@ -174,7 +174,7 @@ func teardown(st hostState) error {
 	}
 	if len(errs) == 0 {
 		add(os.RemoveAll(st.Dir))
-		if err := os.Remove(stateFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.Remove(stateFile()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			add(err)
 		}
 	}
@@ -485,7 +485,7 @@ func lock() (func(), error) {
 }
 
 func readState() (*hostState, error) {
-	b, err := os.ReadFile(stateFile)
+	b, err := os.ReadFile(stateFile())
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -494,18 +494,18 @@ func readState() (*hostState, error) {
 	}
 	var st hostState
 	if err := json.Unmarshal(b, &st); err != nil || st.Dir == "" {
-		return nil, fmt.Errorf("cluster: %s is not a cluster's record (%v): remove it once the cluster it named is gone", stateFile, err)
+		return nil, fmt.Errorf("cluster: %s is not a cluster's record (%v): remove it once the cluster it named is gone", stateFile(), err)
 	}
 	return &st, nil
 }
 
 func writeState(st hostState) error {
 	b, _ := json.MarshalIndent(st, "", "  ")
-	tmp := stateFile + ".tmp"
+	tmp := stateFile() + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
-	if err := os.Rename(tmp, stateFile); err != nil {
+	if err := os.Rename(tmp, stateFile()); err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	return nil

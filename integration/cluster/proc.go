@@ -128,7 +128,19 @@ func reap(pid int) {
 // a zombie or a reused pid is not ours, nor a process of a directory whose
 // name only begins like dir's.
 func ours(pid int, dir string) bool {
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if dir == "" {
+		return false
+	}
+	path := fmt.Sprintf("/proc/%d/cmdline", pid)
+	cmdline, err := os.ReadFile(path)
+	// right after execve, a process's new command line may read empty for
+	// a moment: one just started is not taken for another's (a kernel
+	// thread's is empty for good, and it has no executable)
+	_, exeErr := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	for deadline := time.Now().Add(time.Second); err == nil && exeErr == nil && len(cmdline) == 0 && !zombie(pid) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond) // a bounded wait for the kernel, polled
+		cmdline, err = os.ReadFile(path)
+	}
 	if err != nil || len(cmdline) == 0 {
 		return false
 	}

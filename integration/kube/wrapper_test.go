@@ -16,8 +16,9 @@ import (
 // static busybox) as a user installs it: the init container copies it into
 // an emptyDir, the app container runs it with the config of the values.
 // kubelet's probes on /readiness and /liveness pass and the pod is Ready;
-// kubectl logs shows each process's lines as logfmt with their labels; and
-// kubectl exec runs the injected binary.
+// kubectl logs shows each process's lines as logfmt with their labels; the
+// downward API's variables reach the processes; and kubectl exec runs the
+// injected binary.
 func TestInjection(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
@@ -27,6 +28,9 @@ func TestInjection(t *testing.T) {
 - name: ticker
   command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"]
   logLabels: {team: shop, tier: web}
+- name: whoami
+  command: ["sh", "-c", "echo pod=$POD_NAME ns=$POD_NAMESPACE node=$NODE_NAME container=$CONTAINER_NAME"]
+  restartPolicy: Never
 `, 12))
 	pod := waitPod(t, ns, 2*time.Minute, "the pod to be Ready", ready)
 	if st := appStatus(pod); st.RestartCount != 0 || st.Started == nil || !*st.Started || !st.Ready {
@@ -35,8 +39,13 @@ func TestInjection(t *testing.T) {
 	waitfor.Condition(t, 30*time.Second, "kubectl logs to show the ticker's labelled lines", func() bool {
 		return has(logs(t, ns, pod.Name, false), "level", "info", "app", "ticker", "stream", "stdout", "msg", "tick 2", "team", "shop", "tier", "web")
 	})
-	if l := logs(t, ns, pod.Name, false); !has(l, "app", "process-wrapper", "msg", "starting") {
+	l := logs(t, ns, pod.Name, false)
+	if !has(l, "app", "process-wrapper", "msg", "starting") {
 		t.Errorf("the wrapper's own start line is not in kubectl logs: %v", l)
+	}
+	// the downward API's variables of the chart reach the processes
+	if want := "pod=" + pod.Name + " ns=" + ns + " node=localhost container=app"; !has(l, "app", "whoami", "msg", want) {
+		t.Errorf("no line %q of the whoami process in kubectl logs: %v", want, l)
 	}
 	out, errOut, err := execIn(t, ns, pod.Name, "/process-wrapper/process-wrapper", "-version")
 	if err != nil || !strings.HasPrefix(out, "process-wrapper ") {

@@ -316,12 +316,15 @@ func TestBadValues(t *testing.T) {
 		want string
 	}{
 		{map[string]any{"wrapper": map[string]any{"gracefulShutdownDeadline": "30s"}}, "must stay below workload.terminationGracePeriodSeconds (30)"},
-		{map[string]any{"wrapper": map[string]any{"gracefulShutdownDeadline": "1m"}}, "want whole seconds"},
+		{map[string]any{"wrapper": map[string]any{"gracefulShutdownDeadline": "1m"}}, "at '/wrapper/gracefulShutdownDeadline': '1m' does not match pattern"},
+		{map[string]any{"wrapper": map[string]any{"prememption": map[string]any{"enabled": true}}}, "at '/wrapper': additional properties 'prememption' not allowed"},
+		{map[string]any{"wrapper": map[string]any{"config": "name: web\nentrypoint: /app/server\n"}}, "wrapper.config: want the wrapper's config, a YAML list of processes"},
+		{map[string]any{"wrapper": map[string]any{"config": 3}}, "at '/wrapper/config': got number, want string or array"},
 		{map[string]any{"app": map[string]any{"preStopSeconds": 10}, "wrapper": map[string]any{"gracefulShutdownDeadline": "20s"}}, "less the preStop hook's 10 s"},
 		{map[string]any{"workload": map[string]any{"terminationGracePeriodSeconds": 10}, "app": map[string]any{"preStopSeconds": 5}}, "leaves the wrapper under 1 s"},
 		{map[string]any{"wrapper": map[string]any{"probes": map[string]any{"liveness": map[string]any{"periodSeconds": 10, "failureThreshold": 2}}}}, "must exceed the 26 s the wrapper needs"},
-		{map[string]any{"workload": map[string]any{"kind": "StatefulSet"}}, "workload.kind: want Deployment or Job"},
-		{map[string]any{"workload": map[string]any{"kind": "Job", "jobRestartPolicy": "Always"}}, "workload.jobRestartPolicy"},
+		{map[string]any{"workload": map[string]any{"kind": "StatefulSet"}}, "at '/workload/kind': value must be one of 'Deployment', 'Job'"},
+		{map[string]any{"workload": map[string]any{"kind": "Job", "jobRestartPolicy": "Always"}}, "at '/workload/jobRestartPolicy': value must be one of 'Never', 'OnFailure'"},
 		{map[string]any{"sharedLock": map[string]any{"enabled": true, "replicas": 2}}, "sharedLock.replicas: want 1 with the embedded etcd"},
 		{map[string]any{"sharedLock": map[string]any{"enabled": true, "etcdEndpoints": "http://etcd:2379", "replicas": 0}}, "sharedLock.replicas"},
 	} {

@@ -31,11 +31,14 @@ func Render(dir, name, namespace string, vals map[string]any) (map[string]string
 }
 
 // Manifests splits rendered templates into their documents, in a stable
-// order (by template name), leaving out documents of comments only.
+// order (by template name), leaving out documents of comments only and,
+// as helm does, NOTES.txt (text for the user, see Notes).
 func Manifests(out map[string]string) []string {
 	names := make([]string, 0, len(out))
 	for n := range out {
-		names = append(names, n)
+		if !strings.HasSuffix(n, "NOTES.txt") {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	var docs []string
@@ -47,6 +50,16 @@ func Manifests(out map[string]string) []string {
 		}
 	}
 	return docs
+}
+
+// Notes is the rendered NOTES.txt ("" without one).
+func Notes(out map[string]string) string {
+	for n, text := range out {
+		if strings.HasSuffix(n, "/NOTES.txt") {
+			return text
+		}
+	}
+	return ""
 }
 
 func stripComments(s string) string {

@@ -1,13 +1,58 @@
-{{/* The name of every object: the release name unless overridden. */}}
+{{/* The name of every object: the release name unless overridden, cut to
+the 63 characters of a DNS label. */}}
 {{- define "pw.fullname" -}}
-{{- default .Release.Name .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The name of an object with a suffix (dict "root" $ "suffix" "config"):
+the full name is cut so that the whole stays within 63 characters. */}}
+{{- define "pw.name" -}}
+{{- $max := sub 62 (len .suffix) | int -}}
+{{- printf "%s-%s" (include "pw.fullname" .root | trunc $max | trimSuffix "-") .suffix -}}
+{{- end -}}
+
+{{/* An image of the chart's: the value, with the chart's appVersion as its
+tag when it names none (no tag after the last "/", no digest). */}}
+{{- define "pw.image" -}}
+{{- $last := last (splitList "/" .image) -}}
+{{- if or (contains ":" $last) (contains "@" .image) -}}
+{{- .image -}}
+{{- else -}}
+{{- printf "%s:%s" .image .root.Chart.AppVersion -}}
+{{- end -}}
+{{- end -}}
+
+{{/* wrapper.config as YAML text: given as text, or as the list itself. */}}
+{{- define "pw.config" -}}
+{{- if kindIs "slice" .Values.wrapper.config -}}
+{{- toYaml .Values.wrapper.config -}}
+{{- else -}}
+{{- .Values.wrapper.config -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "pw.labels" -}}
 app.kubernetes.io/name: process-wrapper
 app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end -}}
+
+{{/* The labels of a pod: the selector's, then the chart's others, then
+workload.podLabels (dict "root" $ "component" "workload"). */}}
+{{- define "pw.podLabels" -}}
+{{ include "pw.selector" (dict "Release" .root.Release "component" .component) }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ .root.Chart.Name }}-{{ .root.Chart.Version }}
+{{- end -}}
+
+{{- define "pw.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{- define "pw.selector" -}}
@@ -67,7 +112,11 @@ window of a process in wrapper.config (periodSeconds x failureThreshold,
 */}}
 {{- define "pw.healSeconds" -}}
 {{- $window := 0 -}}
-{{- range (.Values.wrapper.config | fromYamlArray) -}}
+{{- $procs := include "pw.config" . | fromYamlArray -}}
+{{- if and (eq (len $procs) 1) (kindIs "string" (index $procs 0)) (hasPrefix "error" (index $procs 0)) -}}
+{{- fail (printf "wrapper.config: want the wrapper's config, a YAML list of processes: %s" (index $procs 0)) -}}
+{{- end -}}
+{{- range $procs -}}
 {{- if and (kindIs "map" .) .liveness -}}
 {{- $w := mul (int (.liveness.periodSeconds | default 10)) (int (.liveness.failureThreshold | default 3)) -}}
 {{- if gt (int $w) $window -}}{{- $window = int $w -}}{{- end -}}
@@ -96,6 +145,6 @@ least that leaves the wrapper its healing time, plus one period. */}}
 {{- if .Values.wrapper.sharedLockURL -}}
 {{- .Values.wrapper.sharedLockURL -}}
 {{- else if .Values.sharedLock.enabled -}}
-http://{{ include "pw.fullname" . }}-shared-lock:{{ .Values.sharedLock.port }}
+http://{{ include "pw.name" (dict "root" . "suffix" "shared-lock") }}:{{ .Values.sharedLock.port }}
 {{- end -}}
 {{- end -}}

@@ -5,12 +5,12 @@ app container runs it as its entrypoint. */}}
 {{- $deadline := include "pw.deadlineSeconds" . -}}
 metadata:
   labels:
-    {{- include "pw.selector" (dict "Release" .Release "component" "workload") | nindent 4 }}
+    {{- include "pw.podLabels" (dict "root" . "component" "workload") | nindent 4 }}
     {{- with .Values.workload.podLabels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
   annotations:
-    checksum/config: {{ $w.config | sha256sum }}
+    checksum/config: {{ include "pw.config" . | sha256sum }}
     {{- if .Values.scrape.annotations }}
     prometheus.io/scrape: "true"
     prometheus.io/port: {{ $w.httpPort | quote }}
@@ -24,6 +24,7 @@ spec:
   restartPolicy: {{ .Values.workload.jobRestartPolicy }}
   {{- end }}
   terminationGracePeriodSeconds: {{ .Values.workload.terminationGracePeriodSeconds }}
+  {{- include "pw.imagePullSecrets" . | nindent 2 }}
   {{- if $w.termination.enabled }}
   serviceAccountName: {{ include "pw.fullname" . }}
   automountServiceAccountToken: true
@@ -42,7 +43,7 @@ spec:
   {{- end }}
   initContainers:
     - name: install-process-wrapper
-      image: {{ $w.image }}
+      image: {{ include "pw.image" (dict "root" . "image" $w.image) }}
       imagePullPolicy: {{ $w.imagePullPolicy }}
       # /install: an empty directory of the image (mode 1777), so that the
       # emptyDir hides nothing the init container needs (its own binary is
@@ -98,7 +99,7 @@ spec:
         {{- if $w.metricsServerAddress }}
         - {name: METRICS_SERVER_ADDRESS, value: {{ $w.metricsServerAddress | quote }}}
         {{- else if .Values.mocks.metrics.enabled }}
-        - {name: METRICS_SERVER_ADDRESS, value: {{ printf "%s-metrics-mock:9999" (include "pw.fullname" .) | quote }}}
+        - {name: METRICS_SERVER_ADDRESS, value: {{ printf "%s:9999" (include "pw.name" (dict "root" . "suffix" "metrics-mock")) | quote }}}
         {{- end }}
         {{- with $w.extraLabels }}
         - {name: METRICS_JSON_EXTRA_LABELS, value: {{ toJson . | quote }}}
@@ -108,7 +109,7 @@ spec:
         {{- if $w.preemption.metadataURL }}
         - {name: METADATA_URL, value: {{ $w.preemption.metadataURL | quote }}}
         {{- else if .Values.mocks.metadata.enabled }}
-        - {name: METADATA_URL, value: {{ printf "http://%s-metadata-mock:8989/computeMetadata/v1/instance/preempted" (include "pw.fullname" .) | quote }}}
+        - {name: METADATA_URL, value: {{ printf "http://%s:8989/computeMetadata/v1/instance/preempted" (include "pw.name" (dict "root" . "suffix" "metadata-mock")) | quote }}}
         {{- end }}
         {{- with $w.preemption.envoyDrainURL }}
         - {name: ENVOY_DRAIN_URL, value: {{ . | quote }}}
@@ -172,7 +173,7 @@ spec:
     - name: process-wrapper
       emptyDir: {sizeLimit: 64Mi}
     - name: config
-      configMap: {name: {{ include "pw.fullname" . }}-config}
+      configMap: {name: {{ include "pw.name" (dict "root" . "suffix" "config") }}}
     - name: podinfo
       downwardAPI:
         items:

@@ -303,6 +303,42 @@ func TestUserAndGroup(t *testing.T) {
 	}
 }
 
+// A wrapper without the capabilities that user, group and chroot need (a
+// non-root container, as restricted Pod Security runs it) says which one it
+// lacks at the start, instead of "operation not permitted"; the start fails
+// as any does (code 128).
+func TestUserWithoutCapabilities(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to drop to a user without capabilities")
+	}
+	t.Parallel()
+	// t.TempDir's parents are private to root: the config goes where user 65532 reads it
+	dir, err := os.MkdirTemp(filepath.Dir(childBin), "caps-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfg, []byte(strings.ReplaceAll(`
+- {name: byid, entrypoint: CHILD, args: [id], user: 4321, restartPolicy: Never}
+- {name: jailed, entrypoint: CHILD, args: [id], chroot: /, restartPolicy: Never}`, "CHILD", childBin)), 0o644)
+	os.Chmod(dir, 0o755)
+	w := start(t, cfg,
+		opts{prefix: []string{"setpriv", "--reuid", "65532", "--regid", "65532", "--clear-groups", "--inh-caps=-all"}})
+	if code := w.wait(5 * time.Second); code != 128 {
+		t.Errorf("exit code %d, want 128", code)
+	}
+	for name, want := range map[string]string{
+		"byid":   "the wrapper lacks CAP_SETUID (user 4321, the wrapper runs as 65532), CAP_SETGID (group",
+		"jailed": "the wrapper lacks CAP_SYS_CHROOT (chroot /)",
+	} {
+		l := w.find("msg", "start failed", "process", name)
+		if len(l) == 0 || !strings.Contains(l[0]["err"], want) {
+			t.Errorf("%s: %v, want an error naming %q", name, l, want)
+		}
+	}
+}
+
 func TestChildrenGetCleanSignalState(t *testing.T) {
 	t.Parallel()
 	cfg := config(t, `

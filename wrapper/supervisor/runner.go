@@ -510,6 +510,9 @@ func (r *runner) start() (<-chan reaper.Exit, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	if err := privilegeError(r.p); err != nil {
+		return nil, 0, err
+	}
 	if r.p.Chroot != "" {
 		// checked at each start, not at load: a one-shot step that runs
 		// earlier may make it

@@ -10,10 +10,13 @@ import (
 	"strings"
 	"testing"
 
+	"helm.sh/helm/v3/pkg/chartutil"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	psaapi "k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/yaml"
 
 	"github.com/process-wrapper/process-wrapper/integration/chartrender"
@@ -322,4 +325,28 @@ func merge(a, b map[string]any) map[string]any {
 		}
 	}
 	return out
+}
+
+// ci/restricted.yaml's pods pass restricted Pod Security, as the API
+// server's own admission code evaluates it (the cluster suite applies the
+// chart to a restricted namespace too).
+func TestRestrictedExample(t *testing.T) {
+	vals, err := chartutil.ReadValuesFile(filepath.Join(chartDir, "ci", "restricted.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eval, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := pods(t, renderValues(t, vals))
+	if len(got) != 4 {
+		t.Fatalf("want 4 pods, got %v", slices.Sorted(maps.Keys(got)))
+	}
+	for name, p := range got {
+		res := policy.AggregateCheckResults(eval.EvaluatePod(psaapi.LevelVersion{Level: psaapi.LevelRestricted, Version: psaapi.LatestVersion()}, &p.ObjectMeta, &p.Spec))
+		if !res.Allowed {
+			t.Errorf("%s: refused by restricted Pod Security: %s", name, res.ForbiddenDetail())
+		}
+	}
 }

@@ -24,6 +24,10 @@ spec:
   restartPolicy: {{ .Values.workload.jobRestartPolicy }}
   {{- end }}
   terminationGracePeriodSeconds: {{ .Values.workload.terminationGracePeriodSeconds }}
+  {{- with .Values.workload.podSecurityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   {{- include "pw.imagePullSecrets" . | nindent 2 }}
   {{- if $w.termination.enabled }}
   serviceAccountName: {{ include "pw.fullname" . }}

@@ -94,7 +94,7 @@ func run(m *testing.M) int {
 		if err := kc.WaitNodeReady(ctx); err != nil {
 			return fail(err)
 		}
-		if err := kc.ImportImages(wrapperImage, appImage); err != nil {
+		if err := kc.ImportImages(wrapperImage, appImage, "process-wrapper/metadata-mock:kube", "process-wrapper/metrics-mock:kube", "process-wrapper/shared-lock:kube"); err != nil {
 			return fail(err)
 		}
 		if client, err = kc.Client(); err != nil {

@@ -133,8 +133,10 @@ func waitReleasePod(t *testing.T, ns, release string, timeout time.Duration, wha
 		var tail string
 		if lastPod != nil {
 			n := int64(20)
-			b, _ := client.CoreV1().Pods(ns).GetLogs(lastPod.Name, &corev1.PodLogOptions{Container: "app", TailLines: &n}).DoRaw(context.Background())
-			tail = string(b)
+			for _, previous := range []bool{false, true} { // a container that crashed has its lines in its last run
+				b, _ := client.CoreV1().Pods(ns).GetLogs(lastPod.Name, &corev1.PodLogOptions{Container: "app", TailLines: &n, Previous: previous}).DoRaw(context.Background())
+				tail += string(b)
+			}
 		}
 		t.Fatalf("timed out after %v waiting for %s; last seen: %s; its last lines:\n%s", timeout, what, last, tail)
 	}

@@ -105,7 +105,8 @@ func TestJobTermination(t *testing.T) {
 			ns := namespace(t)
 			vals := values(sidecarConfig, 12)
 			vals["workload"] = map[string]any{
-				"kind": "Job", "jobRestartPolicy": c.policy, "backoffLimit": 0, "terminationGracePeriodSeconds": 12,
+				// under OnFailure, a container's restart counts against backoffLimit
+				"kind": "Job", "jobRestartPolicy": c.policy, "backoffLimit": 1, "terminationGracePeriodSeconds": 12,
 				"extraContainers": []any{map[string]any{
 					"name": "main", "image": appImage, "imagePullPolicy": "Never",
 					"command":      []any{"sh", "-c", c.main},
@@ -224,7 +225,7 @@ func TestRestrictedPodSecurity(t *testing.T) {
 	}
 	vals := restricted(`- name: web
   command: ["httpd", "-f", "-p", "8080", "-h", "/etc"]
-  readiness: {tcp: {port: 8080}, periodSeconds: 1}
+  readiness: {tcpSocket: {port: 8080}, periodSeconds: 1}
 `)
 	vals["mocks"] = map[string]any{
 		"metadata": map[string]any{"enabled": true, "image": "process-wrapper/metadata-mock:kube", "imagePullPolicy": "Never"},

@@ -216,20 +216,16 @@ func (s *Sender) send(ev lifecycle.Event) {
 		s.Dropped[DropOversize].Add(1)
 		return
 	}
-	if s.conn == nil {
-		// a UDP "connection" sends to the one address resolved here;
-		// after a failed resolution the next try waits redialAfter, so
-		// that a burst of events does not wait for DNS once each
-		if time.Now().Before(s.nextDial) {
-			err = errNotResolved
-		} else if s.conn, err = (&net.Dialer{Timeout: dialTimeout}).Dial("udp", s.cfg.Address); err != nil {
-			s.conn = nil
-			s.nextDial = time.Now().Add(redialAfter)
-		}
-	}
-	if s.conn != nil {
-		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-		_, err = s.conn.Write(b)
+	err = s.write(b)
+	if err != nil && s.conn != nil {
+		// a connected UDP socket reports an earlier datagram's refusal
+		// (ICMP port unreachable: the server was not up yet, or its
+		// Service had no endpoint) on this write, which then sent nothing.
+		// A fresh socket, from a new port, also escapes a stale conntrack
+		// entry of that refusal: this datagram is tried once more on it.
+		s.conn.Close()
+		s.conn = nil
+		err = s.write(b)
 	}
 	if err != nil {
 		if s.conn != nil {
@@ -255,6 +251,28 @@ func (s *Sender) send(ev lifecycle.Event) {
 	if again {
 		s.log.Info("sending lifecycle events again", "address", s.cfg.Address)
 	}
+}
+
+// write sends one datagram, resolving and connecting first when there is
+// no socket.
+func (s *Sender) write(b []byte) error {
+	if s.conn == nil {
+		// a UDP "connection" sends to the one address resolved here;
+		// after a failed resolution the next try waits redialAfter, so
+		// that a burst of events does not wait for DNS once each
+		if time.Now().Before(s.nextDial) {
+			return errNotResolved
+		}
+		conn, err := (&net.Dialer{Timeout: dialTimeout}).Dial("udp", s.cfg.Address)
+		if err != nil {
+			s.nextDial = time.Now().Add(redialAfter)
+			return err
+		}
+		s.conn = conn
+	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, err := s.conn.Write(b)
+	return err
 }
 
 // shorten cuts s to at most n bytes at a rune boundary.

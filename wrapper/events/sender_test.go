@@ -14,6 +14,7 @@ import (
 
 	"github.com/process-wrapper/process-wrapper/internal/lifecycle"
 	"github.com/process-wrapper/process-wrapper/internal/logline"
+	"github.com/process-wrapper/process-wrapper/internal/waitfor"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -113,6 +114,41 @@ func TestSender(t *testing.T) {
 	<-done
 	if s.Sent.Load() != 2 {
 		t.Errorf("sent %d, want 2", s.Sent.Load())
+	}
+}
+
+// A server that comes up after the first event (its Service had no
+// endpoint yet, say) gets the next one: the refusal of the first, which a
+// connected socket reports on the next write, costs only the first.
+func TestSenderServerComesUpLater(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close() // nothing listens: the first datagram is refused (ICMP port unreachable)
+	s := NewSender(SenderConfig{Address: addr}, logline.NewLogger(logline.NewOutput(io.Discard), "test"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	s.Observe(&Event{Kind: ProcessStart, Process: "early"})
+	waitfor.Condition(t, 5*time.Second, "the first event to be sent into the void", func() bool { return s.Sent.Load() == 1 })
+	pc, err = net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	s.Observe(&Event{Kind: Preemption, Reason: "preempted"})
+	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64<<10)
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("the event after the server came up did not arrive: %v (sent %d, dropped %d)", err, s.Sent.Load(), s.Dropped[DropSendError].Load())
+	}
+	var e lifecycle.Event
+	if err := json.Unmarshal(buf[:n], &e); err != nil || e.Event != Preemption {
+		t.Errorf("got %q: %v", buf[:n], err)
 	}
 }
 

@@ -105,8 +105,9 @@ func TestJobTermination(t *testing.T) {
 			ns := namespace(t)
 			vals := values(sidecarConfig, 12)
 			vals["workload"] = map[string]any{
-				// under OnFailure, a container's restart counts against backoffLimit
-				"kind": "Job", "jobRestartPolicy": c.policy, "backoffLimit": 1, "terminationGracePeriodSeconds": 12,
+				// under OnFailure, each restart of a container counts against backoffLimit (a restart count
+				// reaching it fails the Job)
+				"kind": "Job", "jobRestartPolicy": c.policy, "backoffLimit": 3, "terminationGracePeriodSeconds": 12,
 				"extraContainers": []any{map[string]any{
 					"name": "main", "image": appImage, "imagePullPolicy": "Never",
 					"command":      []any{"sh", "-c", c.main},
@@ -232,8 +233,14 @@ func TestRestrictedPodSecurity(t *testing.T) {
 		"metrics":  map[string]any{"enabled": true, "image": "process-wrapper/metrics-mock:kube", "imagePullPolicy": "Never"},
 	}
 	vals["wrapper"].(map[string]any)["preemption"] = map[string]any{"enabled": true}
+	// the server's pod is admitted (it cannot become Ready: no etcd answers there)
+	vals["sharedLock"] = map[string]any{"enabled": true, "image": "process-wrapper/shared-lock:kube", "imagePullPolicy": "Never", "etcdEndpoints": "http://127.0.0.1:1"}
 	install(t, ns, vals)
 	waitPod(t, ns, 2*time.Minute, "the workload to be Ready under restricted Pod Security", ready)
+	waitfor.Condition(t, time.Minute, "the shared-lock server's pod to be admitted", func() bool {
+		pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=shared-lock"})
+		return err == nil && len(pods.Items) > 0
+	})
 	for _, mock := range []string{"metadata-mock", "metrics-mock"} {
 		waitComponent(t, ns, mock, 2*time.Minute)
 	}

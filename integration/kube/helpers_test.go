@@ -186,7 +186,12 @@ func appStatus(p *corev1.Pod) corev1.ContainerStatus {
 // as logfmt (previous: of its last run before a restart).
 func logs(t *testing.T, ns, pod string, previous bool) []map[string]string {
 	t.Helper()
-	b, err := client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: "app", Previous: previous}).DoRaw(context.Background())
+	return logsOf(t, ns, pod, "app", previous)
+}
+
+func logsOf(t *testing.T, ns, pod, container string, previous bool) []map[string]string {
+	t.Helper()
+	b, err := client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Previous: previous}).DoRaw(context.Background())
 	if err != nil {
 		t.Fatalf("logs of %s: %v", pod, err)
 	}
@@ -225,12 +230,17 @@ func has(lines []map[string]string, kv ...string) bool {
 // execIn runs argv in the app container of pod, as kubectl exec does.
 func execIn(t *testing.T, ns, pod string, argv ...string) (string, string, error) {
 	t.Helper()
+	return execInContainer(t, ns, pod, "app", argv...)
+}
+
+func execInContainer(t *testing.T, ns, pod, container string, argv ...string) (string, string, error) {
+	t.Helper()
 	cfg, err := kc.Config()
 	if err != nil {
 		t.Fatal(err)
 	}
 	req := client.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Container: "app", Command: argv, Stdout: true, Stderr: true}, kscheme.ParameterCodec)
+		VersionedParams(&corev1.PodExecOptions{Container: container, Command: argv, Stdout: true, Stderr: true}, kscheme.ParameterCodec)
 	ex, err := remotecommand.NewWebSocketExecutor(cfg, "GET", req.URL().String())
 	if err != nil {
 		t.Fatal(err)

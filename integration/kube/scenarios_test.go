@@ -2,6 +2,8 @@ package kube
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -114,7 +116,8 @@ func TestJobTermination(t *testing.T) {
 					"volumeMounts": []any{map[string]any{"name": "process-wrapper", "mountPath": "/scratch"}},
 				}},
 			}
-			vals["wrapper"].(map[string]any)["termination"] = map[string]any{"enabled": true}
+			// the followed container named, as every container but the wrapper's is by default
+			vals["wrapper"].(map[string]any)["termination"] = map[string]any{"enabled": true, "follow": []any{"main"}}
 			install(t, ns, vals)
 			job, pod := jobDone(t, ns, "demo", 3*time.Minute)
 			main, app := containerStatus(pod, "main"), containerStatus(pod, "app")
@@ -297,6 +300,8 @@ func TestPreemption(t *testing.T) {
 		"metrics":  map[string]any{"enabled": true, "image": "process-wrapper/metrics-mock:kube", "imagePullPolicy": "Never"},
 	}
 	vals["wrapper"].(map[string]any)["preemption"] = map[string]any{"enabled": true}
+	// the mock's Service named, as the chart names it by default
+	vals["wrapper"].(map[string]any)["metricsServerAddress"] = "demo-metrics-mock:9999"
 	install(t, ns, vals)
 	meta := waitComponent(t, ns, "metadata-mock", 2*time.Minute)
 	events := waitComponent(t, ns, "metrics-mock", 2*time.Minute)
@@ -374,7 +379,7 @@ func TestConfigMapUpdate(t *testing.T) {
 }
 
 // The shared lock in the cluster, the server from the chart (its embedded
-// etcd on a claim bound to a volume of the test's): the two pods of a
+// etcd on a claim bound to a volume of the test's, a token Secret): the two pods of a
 // Deployment run the locked step one after the other, never at once; and
 // deleting the pod that holds a second lock hands it to the other pod
 // within the lock's TTL.
@@ -414,7 +419,14 @@ func TestSharedLock(t *testing.T) {
   sharedLock: {name: hold, ttlSeconds: %d, holdUntil: exit}
 `, ttl), 12)
 	vals["workload"].(map[string]any)["replicas"] = 2
-	vals["sharedLock"] = map[string]any{"enabled": true, "image": "process-wrapper/shared-lock:kube", "imagePullPolicy": "Never"}
+	// the server's Service named, as the chart names it by default
+	vals["wrapper"].(map[string]any)["sharedLockURL"] = "http://demo-shared-lock:8191"
+	// every lock request carries the token of a Secret of the user's
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "lock-token"}, StringData: map[string]string{"token": randomHex(t)}}
+	if _, err := client.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	vals["sharedLock"] = map[string]any{"enabled": true, "image": "process-wrapper/shared-lock:kube", "imagePullPolicy": "Never", "tokenSecret": "lock-token"}
 	install(t, ns, vals)
 	waitComponent(t, ns, "shared-lock", 2*time.Minute)
 
@@ -494,4 +506,12 @@ func TestSharedLock(t *testing.T) {
 	} else {
 		t.Logf("the lock was handed over %s after its holder's deletion (TTL %d s)", d.Round(100*time.Millisecond), ttl)
 	}
+}
+
+func randomHex(t *testing.T) string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
 }

@@ -268,3 +268,19 @@ func finalize(t *testing.T, ns, pod string) {
 		}
 	})
 }
+
+// deleteAndWait deletes pod, kept by a test finalizer, and waits until the
+// container has terminated; it returns when the deletion was asked for and
+// the pod then.
+func deleteAndWait(t *testing.T, ns string, pod *corev1.Pod, container string) (time.Time, *corev1.Pod) {
+	t.Helper()
+	finalize(t, ns, pod.Name)
+	deleted := time.Now()
+	if err := client.CoreV1().Pods(ns).Delete(context.Background(), pod.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := waitPod(t, ns, time.Minute, "the "+container+" container to terminate", func(p *corev1.Pod) bool {
+		return p.Name == pod.Name && containerStatus(p, container).State.Terminated != nil
+	})
+	return deleted, p
+}

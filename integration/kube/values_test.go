@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/process-wrapper/process-wrapper/internal/waitfor"
 )
@@ -112,14 +110,7 @@ func TestPodValues(t *testing.T) {
 
 	// deletion: kubelet runs the 2 s preStop sleep, then sends SIGTERM; the
 	// wrapper's deadline, 5 s, kills the stubborn process
-	finalize(t, ns, pod.Name)
-	deleted := time.Now()
-	if err := client.CoreV1().Pods(ns).Delete(context.Background(), pod.Name, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	pod = waitPod(t, ns, time.Minute, "the container to terminate", func(p *corev1.Pod) bool {
-		return p.Name == pod.Name && containerStatus(p, "shop").State.Terminated != nil
-	})
+	deleted, pod := deleteAndWait(t, ns, pod, "shop")
 	term := containerStatus(pod, "shop").State.Terminated
 	// kubelet's times have a resolution of a second: 2 + 5 = 7 s; without
 	// the preStop's time taken off, 2 + 7 = 9 s

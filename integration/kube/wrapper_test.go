@@ -67,15 +67,7 @@ func TestPodDeletion(t *testing.T) {
   command: ["sh", "-c", "trap 'echo ignoring TERM' TERM; while true; do sleep 0.2; done"]
 `, 12))
 	pod := waitPod(t, ns, 2*time.Minute, "the pod to be Ready", ready)
-	finalize(t, ns, pod.Name)
-	ctx := context.Background()
-	deleted := time.Now()
-	if err := client.CoreV1().Pods(ns).Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	pod = waitPod(t, ns, time.Minute, "the app container to terminate", func(p *corev1.Pod) bool {
-		return p.Name == pod.Name && appStatus(p).State.Terminated != nil
-	})
+	deleted, pod := deleteAndWait(t, ns, pod, "app")
 	term := appStatus(pod).State.Terminated
 	if term.ExitCode != 137 {
 		t.Errorf("exit code %d recorded by kubelet, want 137 (the stubborn process killed at the deadline): %s", term.ExitCode, describe(pod))

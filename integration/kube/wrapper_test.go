@@ -54,42 +54,56 @@ func TestInjection(t *testing.T) {
 }
 
 // Deleting the pod: kubelet's SIGTERM reaches the wrapper, which stops its
-// processes and SIGKILLs the one that ignores SIGTERM at its deadline
-// (grace 12 s less 5 s: 7 s). kubelet records SPEC.md's exit code, 137
-// (128+9 for the killed process), and the container ends before kubelet's
-// own grace period does. A finalizer keeps the pod to read that status.
+// processes and SIGKILLs the one that ignores SIGTERM at its deadline: the
+// derived one (grace 12 s less 5 s: 7 s), or one given in the values (4 s).
+// kubelet records SPEC.md's exit code, 137 (128+9 for the killed process),
+// and the container ends before kubelet's own grace period does. A
+// finalizer keeps the pod to read that status.
 func TestPodDeletion(t *testing.T) {
 	t.Parallel()
-	ns := namespace(t)
-	install(t, ns, values(`- name: polite
+	for _, c := range []struct {
+		name, given string
+		deadline    time.Duration
+	}{
+		{"derived", "", 7 * time.Second},
+		{"given", "4s", 4 * time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ns := namespace(t)
+			vals := values(`- name: polite
   command: ["sh", "-c", "trap 'echo bye; exit 0' TERM; while true; do sleep 0.2; done"]
 - name: stubborn
   command: ["sh", "-c", "trap 'echo ignoring TERM' TERM; while true; do sleep 0.2; done"]
-`, 12))
-	pod := waitPod(t, ns, 2*time.Minute, "the pod to be Ready", ready)
-	deleted, pod := deleteAndWait(t, ns, pod, "app")
-	term := appStatus(pod).State.Terminated
-	if term.ExitCode != 137 {
-		t.Errorf("exit code %d recorded by kubelet, want 137 (the stubborn process killed at the deadline): %s", term.ExitCode, describe(pod))
-	}
-	graceEnd := pod.DeletionTimestamp.Time // deletion + terminationGracePeriodSeconds
-	if !term.FinishedAt.Time.Before(graceEnd) {
-		t.Errorf("the container finished at %s, not before kubelet's grace period ended at %s", term.FinishedAt.Time, graceEnd)
-	}
-	// kubelet's times have a resolution of a second
-	if d := term.FinishedAt.Time.Sub(deleted); d < 6*time.Second {
-		t.Errorf("the container finished %s after the deletion: before the wrapper's 7 s deadline", d)
-	}
-	l := logs(t, ns, pod.Name, false)
-	for _, want := range [][]string{
-		{"app", "polite", "msg", "bye"},
-		{"app", "stubborn", "msg", "ignoring TERM"},
-		{"app", "process-wrapper", "msg", "shutting down"},
-		{"app", "process-wrapper", "msg", "exiting", "code", "137"},
-	} {
-		if !has(l, want...) {
-			t.Errorf("no line %v in the logs of the deleted pod", want)
-		}
+`, 12)
+			vals["wrapper"].(map[string]any)["gracefulShutdownDeadline"] = c.given
+			install(t, ns, vals)
+			pod := waitPod(t, ns, 2*time.Minute, "the pod to be Ready", ready)
+			deleted, pod := deleteAndWait(t, ns, pod, "app")
+			term := appStatus(pod).State.Terminated
+			if term.ExitCode != 137 {
+				t.Errorf("exit code %d recorded by kubelet, want 137 (the stubborn process killed at the deadline): %s", term.ExitCode, describe(pod))
+			}
+			graceEnd := pod.DeletionTimestamp.Time // deletion + terminationGracePeriodSeconds
+			if !term.FinishedAt.Time.Before(graceEnd) {
+				t.Errorf("the container finished at %s, not before kubelet's grace period ended at %s", term.FinishedAt.Time, graceEnd)
+			}
+			// kubelet's times have a resolution of a second
+			if d := term.FinishedAt.Time.Sub(deleted); d < c.deadline-time.Second || d > c.deadline+1500*time.Millisecond {
+				t.Errorf("the container finished %s after the deletion, not at the wrapper's %s deadline", d, c.deadline)
+			}
+			l := logs(t, ns, pod.Name, false)
+			for _, want := range [][]string{
+				{"app", "polite", "msg", "bye"},
+				{"app", "stubborn", "msg", "ignoring TERM"},
+				{"app", "process-wrapper", "msg", "shutting down"},
+				{"app", "process-wrapper", "msg", "exiting", "code", "137"},
+			} {
+				if !has(l, want...) {
+					t.Errorf("no line %v in the logs of the deleted pod", want)
+				}
+			}
+		})
 	}
 }
 

@@ -38,6 +38,7 @@ import (
 const (
 	wrapperImage = "process-wrapper/process-wrapper:kube"
 	appImage     = "process-wrapper-test/busybox:kube"
+	etcdImage    = "process-wrapper-test/etcd:kube"
 )
 
 var (
@@ -94,7 +95,7 @@ func run(m *testing.M) int {
 		if err := kc.WaitNodeReady(ctx); err != nil {
 			return fail(err)
 		}
-		if err := kc.ImportImages(wrapperImage, appImage, "process-wrapper/metadata-mock:kube", "process-wrapper/metrics-mock:kube", "process-wrapper/shared-lock:kube"); err != nil {
+		if err := kc.ImportImages(wrapperImage, appImage, "process-wrapper/metadata-mock:kube", "process-wrapper/metrics-mock:kube", "process-wrapper/shared-lock:kube", etcdImage); err != nil {
 			return fail(err)
 		}
 		if client, err = kc.Client(); err != nil {
@@ -131,6 +132,18 @@ func buildImages(work string) error {
 	}
 	if err := cluster.BuildImage(appImage, filepath.Join(work, "app-image"), map[string][]byte{"busybox": b},
 		"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n"); err != nil {
+		return err
+	}
+	// Debian's etcd, for the shared-lock servers of an external etcd: its
+	// binary links glibc, which goes in beside it
+	files := map[string][]byte{}
+	for name, path := range map[string]string{"etcd": "/usr/bin/etcd", "libc.so.6": "/lib/x86_64-linux-gnu/libc.so.6", "ld-linux-x86-64.so.2": "/lib64/ld-linux-x86-64.so.2"} {
+		if files[name], err = os.ReadFile(path); err != nil {
+			return fmt.Errorf("the etcd image: %w", err)
+		}
+	}
+	if err := cluster.BuildImage(etcdImage, filepath.Join(work, "etcd-image"), files,
+		"FROM scratch\nCOPY libc.so.6 /lib/x86_64-linux-gnu/libc.so.6\nCOPY ld-linux-x86-64.so.2 /lib64/ld-linux-x86-64.so.2\nCOPY etcd /etcd\nENTRYPOINT [\"/etcd\"]\n"); err != nil {
 		return err
 	}
 	return cluster.BuildPause("..", work)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -306,6 +307,13 @@ func TestPreemption(t *testing.T) {
 	meta := waitComponent(t, ns, "metadata-mock", 2*time.Minute)
 	events := waitComponent(t, ns, "metrics-mock", 2*time.Minute)
 	pod := waitPod(t, ns, 2*time.Minute, "the pod to be Ready", ready)
+	// the wrapper may have asked before the mock's Service had its
+	// endpoint: then it backs off (up to 30 s, as against GCE's server),
+	// and the time to NotReady would measure that backoff
+	waitfor.Condition(t, time.Minute, "the wrapper to be watching metadata-mock", func() bool {
+		l := logs(t, ns, pod.Name, false)
+		return !has(l, "msg", "metadata server: retrying with backoff") || has(l, "msg", "metadata server answers again")
+	})
 
 	played := time.Now()
 	resp, err := http.Post("http://"+meta.Status.PodIP+":8989/control/preempt", "text/plain", nil)
@@ -516,4 +524,95 @@ func randomHex(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// The shared-lock server in two replicas on an etcd of the cluster's (a
+// Deployment and a Service of the test's, Debian's etcd): both servers
+// serve, and the two pods of the workload, whose requests the Service
+// spreads over them, still run the locked step one at a time.
+func TestSharedLockReplicas(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	ctx := context.Background()
+	one := int32(1)
+	labels := map[string]string{"app": "etcd"}
+	etcd := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "etcd"},
+		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: labels},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{
+				Name: "etcd", Image: etcdImage, ImagePullPolicy: corev1.PullNever,
+				Args: []string{"--name", "etcd", "--data-dir", "/data",
+					"--listen-client-urls", "http://0.0.0.0:2379", "--advertise-client-urls", "http://etcd:2379"},
+				Env:            []corev1.EnvVar{{Name: "ETCD_UNSUPPORTED_ARCH", Value: ""}},
+				VolumeMounts:   []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt(2379)}}, PeriodSeconds: 1},
+			}}, Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}},
+		}},
+	}
+	if _, err := client.AppsV1().Deployments(ns).Create(ctx, etcd, metav1.CreateOptions{FieldValidation: "Strict"}); err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "etcd"}, Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 2379}}}}
+	if _, err := client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	vals := values(`- name: step
+  command: ["sh", "-c", "echo enter; sleep 2; echo leave"]
+  restartPolicy: Never
+  sharedLock: {name: step, ttlSeconds: 10, holdUntil: exit}
+- name: idle
+  command: ["sleep", "100000"]
+`, 12)
+	vals["workload"].(map[string]any)["replicas"] = 2
+	vals["sharedLock"] = map[string]any{"enabled": true, "image": "process-wrapper/shared-lock:kube", "imagePullPolicy": "Never",
+		"replicas": 2, "etcdEndpoints": "http://etcd:2379"}
+	install(t, ns, vals)
+	waitfor.Condition(t, 2*time.Minute, "both shared-lock servers to be Ready", func() bool {
+		pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=shared-lock"})
+		if err != nil {
+			return false
+		}
+		n := 0
+		for i := range pods.Items {
+			if ready(&pods.Items[i]) {
+				n++
+			}
+		}
+		return n == 2
+	})
+	type span struct{ enter, leave time.Time }
+	spans := map[string]span{}
+	waitfor.Condition(t, 2*time.Minute, "both pods to run the locked step", func() bool {
+		pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=workload"})
+		if err != nil {
+			return false
+		}
+		for _, p := range pods.Items {
+			if p.Status.Phase != corev1.PodRunning {
+				continue
+			}
+			var s span
+			for _, l := range logs(t, ns, p.Name, false) {
+				ts, _ := time.Parse(time.RFC3339Nano, l["ts"])
+				switch {
+				case l["app"] == "step" && l["msg"] == "enter":
+					s.enter = ts
+				case l["app"] == "step" && l["msg"] == "leave":
+					s.leave = ts
+				}
+			}
+			if !s.enter.IsZero() && !s.leave.IsZero() {
+				spans[p.Name] = s
+			}
+		}
+		return len(spans) >= 2
+	})
+	var all []span
+	for _, s := range spans {
+		all = append(all, s)
+	}
+	if a, b := all[0], all[1]; a.enter.Before(b.leave) && b.enter.Before(a.leave) {
+		t.Errorf("the locked step ran in both pods at once through two servers: %v", spans)
+	}
 }

@@ -436,7 +436,9 @@ func TestSharedLock(t *testing.T) {
 	if _, err := client.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	vals["sharedLock"] = map[string]any{"enabled": true, "image": "process-wrapper/shared-lock:kube", "imagePullPolicy": "Never", "tokenSecret": "lock-token"}
+	// a claim of 512Mi, bound to the 1Gi volume
+	vals["sharedLock"] = map[string]any{"enabled": true, "image": "process-wrapper/shared-lock:kube", "imagePullPolicy": "Never", "tokenSecret": "lock-token",
+		"persistence": map[string]any{"size": "512Mi"}}
 	install(t, ns, vals)
 	waitComponent(t, ns, "shared-lock", 2*time.Minute)
 

@@ -17,7 +17,8 @@ import (
 // CONTAINER_NAME, its env, resources (QoS), a preStop sleep (which the
 // derived deadline leaves its time: grace 12 s - 2 s - 5 s = a 5 s
 // deadline), the install directory, the wrapper's port (kubelet's probes
-// follow it), -debug, extra flags (-skip-commands), the pod's labels in the
+// follow it) and kubelet's probe rates, the installer's resources, -debug,
+// extra flags (-skip-commands), the pod's labels in the
 // downward API file, its annotations, the scheduling values, the events'
 // extra labels and the labels file's exclusions (at metrics-mock), and
 // imagePullSecrets.
@@ -57,6 +58,12 @@ func TestPodValues(t *testing.T) {
 	w["extraArgs"] = []any{"-skip-commands=skipped"}
 	w["extraLabels"] = map[string]any{"team": "shop"}
 	w["labelsFileExclude"] = []any{"pod-template-hash", "tier"}
+	w["installer"] = map[string]any{"resources": map[string]any{"requests": map[string]any{"cpu": "20m", "memory": "24Mi"}, "limits": map[string]any{"cpu": "200m", "memory": "48Mi"}}}
+	w["probes"] = map[string]any{
+		"liveness":  map[string]any{"periodSeconds": 2, "timeoutSeconds": 1},
+		"readiness": map[string]any{"periodSeconds": 1, "failureThreshold": 1, "timeoutSeconds": 1},
+		"startup":   map[string]any{"periodSeconds": 1, "failureThreshold": 60, "timeoutSeconds": 1},
+	}
 	vals["mocks"] = map[string]any{"metrics": map[string]any{"enabled": true, "image": "process-wrapper/metrics-mock:kube", "imagePullPolicy": "Never"}}
 	install(t, ns, vals)
 	events := waitComponent(t, ns, "metrics-mock", 2*time.Minute)
@@ -67,6 +74,14 @@ func TestPodValues(t *testing.T) {
 	}
 	if got := pod.Spec.Containers[0].Command; len(got) != 1 || got[0] != "/opt/pw/process-wrapper" {
 		t.Errorf("the app container runs %v", got)
+	}
+	// the installer ran within its limits; kubelet probes at the given rates
+	if st := containerStatus(pod, "install-process-wrapper"); st.State.Terminated == nil || st.State.Terminated.ExitCode != 0 ||
+		pod.Spec.InitContainers[0].Resources.Limits.Memory().String() != "48Mi" {
+		t.Errorf("installer: %s, limits %v", describe(pod), pod.Spec.InitContainers[0].Resources.Limits)
+	}
+	if r := pod.Spec.Containers[0].ReadinessProbe; r.PeriodSeconds != 1 || r.TimeoutSeconds != 1 || pod.Spec.Containers[0].StartupProbe.FailureThreshold != 60 {
+		t.Errorf("probes: readiness %+v, startup %+v", r, pod.Spec.Containers[0].StartupProbe)
 	}
 	waitfor.Condition(t, 30*time.Second, "the whoami lines", func() bool {
 		l := logsOf(t, ns, pod.Name, "shop", false)

@@ -303,14 +303,19 @@ func TestPreemption(t *testing.T) {
 	vals["wrapper"].(map[string]any)["preemption"] = map[string]any{"enabled": true}
 	// the mock's Service named, as the chart names it by default
 	vals["wrapper"].(map[string]any)["metricsServerAddress"] = "demo-metrics-mock:9999"
+	// the mocks first, the workload once they serve: a wrapper that asked
+	// before the mock's Service had its endpoint would back off (up to 30 s,
+	// or wait out a request sent before kube-proxy had the Service), and
+	// the time to NotReady would measure that instead
+	vals["workload"].(map[string]any)["replicas"] = 0
 	install(t, ns, vals)
 	meta := waitComponent(t, ns, "metadata-mock", 2*time.Minute)
 	events := waitComponent(t, ns, "metrics-mock", 2*time.Minute)
+	vals["workload"].(map[string]any)["replicas"] = 1
+	install(t, ns, vals)
 	pod := waitPod(t, ns, 2*time.Minute, "the pod to be Ready", ready)
-	// the wrapper may have asked before the mock's Service had its
-	// endpoint: then it backs off (up to 30 s, as against GCE's server),
-	// and the time to NotReady would measure that backoff
-	waitfor.Condition(t, time.Minute, "the wrapper to be watching metadata-mock", func() bool {
+	// kube-proxy may still be a moment behind the mock's endpoint
+	waitfor.Condition(t, 90*time.Second, "the wrapper to be watching metadata-mock", func() bool {
 		l := logs(t, ns, pod.Name, false)
 		return !has(l, "msg", "metadata server: retrying with backoff") || has(l, "msg", "metadata server answers again")
 	})
@@ -449,44 +454,7 @@ func TestSharedLock(t *testing.T) {
 		}
 		return pods.Items
 	}
-	stamp := func(l map[string]string) time.Time {
-		ts, err := time.Parse(time.RFC3339Nano, l["ts"])
-		if err != nil {
-			t.Fatalf("line without a time: %v", l)
-		}
-		return ts
-	}
-	type span struct{ enter, leave time.Time }
-	spans := map[string]span{}
-	waitfor.Condition(t, 2*time.Minute, "both pods to run the locked step", func() bool {
-		pods := list()
-		for _, p := range pods {
-			if p.Status.Phase != corev1.PodRunning {
-				continue
-			}
-			var s span
-			for _, l := range logs(t, ns, p.Name, false) {
-				if l["app"] == "step" && l["msg"] == "enter" {
-					s.enter = stamp(l)
-				}
-				if l["app"] == "step" && l["msg"] == "leave" {
-					s.leave = stamp(l)
-				}
-			}
-			if !s.enter.IsZero() && !s.leave.IsZero() {
-				spans[p.Name] = s
-			}
-		}
-		return len(spans) >= 2
-	})
-	var all []span
-	for _, s := range spans {
-		all = append(all, s)
-	}
-	a, b := all[0], all[1]
-	if a.enter.Before(b.leave) && b.enter.Before(a.leave) {
-		t.Errorf("the locked step ran in both pods at once: %v", spans)
-	}
+	lockedOneAtATime(t, ns, "the locked step ran in both pods at once")
 
 	// the holder of the second lock, and the other pod waiting for it
 	holding := func(p corev1.Pod) bool {
@@ -583,10 +551,18 @@ func TestSharedLockReplicas(t *testing.T) {
 		}
 		return n == 2
 	})
+	lockedOneAtATime(t, ns, "the locked step ran in both pods at once through two servers")
+}
+
+// lockedOneAtATime waits until the two workload pods in ns have each run
+// the locked step (its "enter" and "leave" lines), and fails the test with
+// msg when their runs overlapped.
+func lockedOneAtATime(t *testing.T, ns, msg string) {
+	t.Helper()
 	type span struct{ enter, leave time.Time }
 	spans := map[string]span{}
 	waitfor.Condition(t, 2*time.Minute, "both pods to run the locked step", func() bool {
-		pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=workload"})
+		pods, err := client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=workload"})
 		if err != nil {
 			return false
 		}
@@ -596,7 +572,10 @@ func TestSharedLockReplicas(t *testing.T) {
 			}
 			var s span
 			for _, l := range logs(t, ns, p.Name, false) {
-				ts, _ := time.Parse(time.RFC3339Nano, l["ts"])
+				ts, err := time.Parse(time.RFC3339Nano, l["ts"])
+				if err != nil {
+					t.Fatalf("a line without a time: %v", l)
+				}
 				switch {
 				case l["app"] == "step" && l["msg"] == "enter":
 					s.enter = ts
@@ -615,6 +594,6 @@ func TestSharedLockReplicas(t *testing.T) {
 		all = append(all, s)
 	}
 	if a, b := all[0], all[1]; a.enter.Before(b.leave) && b.enter.Before(a.leave) {
-		t.Errorf("the locked step ran in both pods at once through two servers: %v", spans)
+		t.Errorf("%s: %v", msg, spans)
 	}
 }

@@ -97,7 +97,7 @@ func TestPodDeletion(t *testing.T) {
 					sigterm, _ = time.Parse(time.RFC3339Nano, line["ts"])
 				}
 			}
-			if d := term.FinishedAt.Time.Sub(sigterm); sigterm.IsZero() || d < c.deadline-time.Second || d > c.deadline+time.Second {
+			if d := term.FinishedAt.Time.Sub(sigterm); sigterm.IsZero() || d < c.deadline-1200*time.Millisecond || d > c.deadline+time.Second {
 				t.Errorf("the container finished %s after the SIGTERM (%s; deleted at %s), not at the wrapper's %s deadline", d, sigterm, deleted, c.deadline)
 			}
 			for _, want := range [][]string{

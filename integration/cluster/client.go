@@ -10,6 +10,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/process-wrapper/process-wrapper/internal/waitfor"
 )
 
 // Config is the admin's client configuration.
@@ -38,20 +40,14 @@ func (c *Cluster) WaitNodeReady(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
 	var last error
-	for {
+	if !waitfor.Poll(2*time.Minute, func() bool {
 		last = nodeReady(ctx, cs)
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("cluster: the node is not ready (kubelet log: %s): %w", c.l.path("logs", "kubelet.log"), last)
-		case <-time.After(250 * time.Millisecond):
-		}
+		return last == nil || ctx.Err() != nil
+	}) || last != nil {
+		return fmt.Errorf("cluster: the node is not ready (kubelet log: %s): %w", c.l.path("logs", "kubelet.log"), last)
 	}
+	return nil
 }
 
 func nodeReady(ctx context.Context, cs *kubernetes.Clientset) error {

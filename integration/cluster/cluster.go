@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/process-wrapper/process-wrapper/internal/waitfor"
 )
 
 // Options say what the cluster is built from.
@@ -271,27 +273,31 @@ func (c *Cluster) waitHTTP(ctx context.Context, path string, timeout time.Durati
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(c.caPEM)
 	cl := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	var last error
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.Server+path, nil)
-		req.Header.Set("Authorization", "Bearer "+c.adminToken)
-		resp, err := cl.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("%s: %s", path, resp.Status)
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-		case <-time.After(200 * time.Millisecond):
-		}
+	if !waitfor.Poll(timeout, func() bool {
+		last = c.get(ctx, cl, path)
+		return last == nil || ctx.Err() != nil
+	}) || last != nil {
+		return fmt.Errorf("%s: %w", path, last)
 	}
+	return nil
+}
+
+func (c *Cluster) get(ctx context.Context, cl *http.Client, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Server+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.adminToken)
+	resp, err := cl.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", path, resp.Status)
+	}
+	return nil
 }
 
 func newLayout(dir string) (layout, error) {

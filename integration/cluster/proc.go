@@ -136,10 +136,11 @@ func ours(pid int, dir string) bool {
 	// right after execve, a process's new command line may read empty for
 	// a moment: one just started is not taken for another's (a kernel
 	// thread's is empty for good, and it has no executable)
-	_, exeErr := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	for deadline := time.Now().Add(time.Second); err == nil && exeErr == nil && len(cmdline) == 0 && !zombie(pid) && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond) // a bounded wait for the kernel, polled
-		cmdline, err = os.ReadFile(path)
+	if _, exeErr := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && exeErr == nil && len(cmdline) == 0 {
+		waitfor.Poll(time.Second, func() bool {
+			cmdline, err = os.ReadFile(path)
+			return err != nil || len(cmdline) > 0 || zombie(pid)
+		})
 	}
 	if err != nil || len(cmdline) == 0 {
 		return false

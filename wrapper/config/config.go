@@ -60,7 +60,16 @@ type Process struct {
 	// Metrics, when set, is where the process serves Prometheus metrics:
 	// a target of /prommerge.
 	Metrics *Metrics
-	Line    int // where the process is defined
+	// DependsOn are the conditions other processes must meet before each
+	// run of this one starts.
+	DependsOn []Dependency
+	// PreStop runs before the stop signal of each stop the wrapper starts.
+	PreStop *PreStop
+	// Budget, when set, bounds the restarts within a window.
+	Budget *RestartBudget
+	// Essential: its final state ends the wrapper, with its exit code.
+	Essential bool
+	Line      int // where the process is defined
 }
 
 // rawProcess is the config entry as written, Kubernetes aliases included.
@@ -90,6 +99,12 @@ type rawProcess struct {
 	PostStart  []rawHook      `yaml:"postStart"`
 	SharedLock *rawSharedLock `yaml:"sharedLock"`
 	Metrics    *rawMetrics    `yaml:"metrics"`
+
+	DependsOn            []rawDependency `yaml:"dependsOn"`
+	Lifecycle            *rawLifecycle   `yaml:"lifecycle"`
+	MaxRestarts          *int            `yaml:"maxRestarts"`
+	RestartWindowSeconds *int            `yaml:"restartWindowSeconds"`
+	Essential            bool            `yaml:"essential"`
 }
 
 type rawEnvVar struct {
@@ -132,13 +147,26 @@ func (e *FieldError) Error() string {
 // name, or "CONFIG" for the environment variable). All errors found are
 // returned together, joined.
 func Parse(source string, data []byte) ([]Process, error) {
+	procs, _, err := parse(source, data, false)
+	return procs, err
+}
+
+// ParseOffHost is Parse for a config checked away from the host it will
+// run on (process-wrapper check in CI): what only that host can tell
+// (unknown users and groups, missing env files) comes back as warnings,
+// not errors.
+func ParseOffHost(source string, data []byte) ([]Process, []error, error) {
+	return parse(source, data, true)
+}
+
+func parse(source string, data []byte, offHost bool) ([]Process, []error, error) {
 	if len(data) > MaxSize {
-		return nil, fmt.Errorf("%s: the config is %d bytes, more than %d (4 MiB; a ConfigMap holds 1 MiB)", source, len(data), MaxSize)
+		return nil, nil, fmt.Errorf("%s: the config is %d bytes, more than %d (4 MiB; a ConfigMap holds 1 MiB)", source, len(data), MaxSize)
 	}
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil && err != io.EOF {
-		return nil, fmt.Errorf("%s: %w", source, err)
+		return nil, nil, fmt.Errorf("%s: %w", source, err)
 	}
 	// a second YAML document (---), or a second JSON value: an error where
 	// it starts, not silently ignored with the processes it may hold
@@ -146,28 +174,28 @@ func Parse(source string, data []byte) ([]Process, error) {
 	if err := dec.Decode(&extra); err != io.EOF {
 		if err != nil {
 			line, col := afterFlowList(data)
-			return nil, &FieldError{Source: source, Line: line, Column: col,
+			return nil, nil, &FieldError{Source: source, Line: line, Column: col,
 				Msg: fmt.Sprintf("after the list of processes: %v (the config is one list)", strings.TrimPrefix(err.Error(), "yaml: "))}
 		}
 		at := &extra
 		if len(extra.Content) > 0 {
 			at = extra.Content[0]
 		}
-		return nil, &FieldError{Source: source, Line: at.Line, Column: at.Column,
+		return nil, nil, &FieldError{Source: source, Line: at.Line, Column: at.Column,
 			Msg: "a second document: the config is one list of processes (remove the '---' or what follows the list)"}
 	}
 	if root.Kind == 0 || len(root.Content) == 0 {
-		return nil, fmt.Errorf("%s: the config is empty: it must be a list of processes", source)
+		return nil, nil, fmt.Errorf("%s: the config is empty: it must be a list of processes", source)
 	}
 	doc := root.Content[0]
 	if doc.Kind != yaml.SequenceNode {
-		return nil, &FieldError{Source: source, Line: doc.Line, Column: doc.Column,
+		return nil, nil, &FieldError{Source: source, Line: doc.Line, Column: doc.Column,
 			Msg: fmt.Sprintf("the config must be a list of processes, got %s", kindName(doc))}
 	}
 	if len(doc.Content) == 0 {
-		return nil, fmt.Errorf("%s: the config has no processes", source)
+		return nil, nil, fmt.Errorf("%s: the config has no processes", source)
 	}
-	var errs []error
+	var errs, warns []error
 	procs := make([]Process, 0, len(doc.Content))
 	names := map[string]int{}
 	for i, item := range doc.Content {
@@ -175,7 +203,7 @@ func Parse(source string, data []byte) ([]Process, error) {
 		if name := nameOf(item); name != "" {
 			id = strconv.Quote(name)
 		}
-		d := &decoder{}
+		d := &decoder{offHost: offHost}
 		var raw rawProcess
 		d.decode(item, reflect.ValueOf(&raw).Elem(), "")
 		// what decoded is validated too: every mistake of a process is
@@ -202,16 +230,21 @@ func Parse(source string, data []byte) ([]Process, error) {
 			}
 			errs = append(errs, e)
 		}
+		for _, w := range d.warns {
+			w.(*FieldError).Source, w.(*FieldError).Process = source, id
+			warns = append(warns, w)
+		}
 		procs = append(procs, p)
 	}
+	errs = append(errs, checkGraph(source, procs)...)
 	if len(errs) > MaxErrors {
 		more := len(errs) - MaxErrors
 		errs = append(errs[:MaxErrors], fmt.Errorf("%s: and %d more errors", source, more))
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, warns, errors.Join(errs...)
 	}
-	return procs, nil
+	return procs, warns, nil
 }
 
 // MaxSize bounds a config: four times what a ConfigMap holds.
@@ -315,7 +348,7 @@ func validate(d *decoder, n *yaml.Node, raw *rawProcess) Process {
 	}
 	for i, f := range raw.EnvFiles {
 		if _, err := ReadEnvFile(f); err != nil {
-			d.fail(child(n, "envFiles"), fmt.Sprintf("envFiles[%d]", i), "%v", err)
+			d.hostFail(child(n, "envFiles"), fmt.Sprintf("envFiles[%d]", i), "%v", err)
 		}
 	}
 
@@ -329,13 +362,24 @@ func validate(d *decoder, n *yaml.Node, raw *rawProcess) Process {
 	}
 
 	p.StopSignal = syscall.SIGTERM
-	if raw.StopSignal != "" {
-		sig, err := ParseSignal(raw.StopSignal)
+	stopSignal, stopField, stopNode := raw.StopSignal, "stopSignal", child(n, "stopSignal")
+	if raw.Lifecycle != nil && raw.Lifecycle.StopSignal != "" {
+		if stopSignal != "" {
+			d.fail(child(child(n, "lifecycle"), "stopSignal"), "lifecycle.stopSignal", "both stopSignal and lifecycle.stopSignal are set: use one (lifecycle.stopSignal is the Kubernetes spelling)")
+		}
+		stopSignal, stopField, stopNode = raw.Lifecycle.StopSignal, "lifecycle.stopSignal", child(child(n, "lifecycle"), "stopSignal")
+	}
+	if stopSignal != "" {
+		sig, err := ParseSignal(stopSignal)
 		if err != nil {
-			d.fail(child(n, "stopSignal"), "stopSignal", "%v", err)
+			d.fail(stopNode, stopField, "%v", err)
 		}
 		p.StopSignal = sig
 	}
+	if raw.Lifecycle != nil && raw.Lifecycle.PreStop != nil {
+		p.PreStop = validatePreStop(d, child(child(n, "lifecycle"), "preStop"), raw.Lifecycle.PreStop)
+	}
+	validateGraph(d, n, raw, &p)
 
 	if raw.User != "" || raw.Group != "" {
 		cred, home, err := credential(raw.User, raw.Group)
@@ -344,7 +388,7 @@ func validate(d *decoder, n *yaml.Node, raw *rawProcess) Process {
 			if errors.Is(err, errGroup) {
 				field = "group"
 			}
-			d.fail(child(n, field), field, "%v", err)
+			d.hostFail(child(n, field), field, "%v", err)
 		}
 		p.Credential, p.Home = cred, home
 	}

@@ -40,6 +40,21 @@ type decoder struct {
 	// would only say that the field is missing or zero)
 	bad        map[string]bool
 	validating bool
+	// offHost: the config is checked away from the host it runs on
+	// (process-wrapper check in CI): what only the host can tell (users,
+	// env files) is a warning
+	offHost bool
+	warns   []error
+}
+
+// hostFail reports a mistake that depends on the host: an error, or a
+// warning when the config is checked off the host.
+func (d *decoder) hostFail(n *yaml.Node, path, format string, a ...any) {
+	if d.offHost {
+		d.warns = append(d.warns, &FieldError{Line: n.Line, Column: n.Column, Field: path, Msg: fmt.Sprintf(format, a...)})
+		return
+	}
+	d.fail(n, path, format, a...)
 }
 
 func (d *decoder) fail(n *yaml.Node, path, format string, a ...any) {

@@ -30,6 +30,15 @@ const (
 	Shutdown       = "shutdown"
 	Preemption     = "preemption"
 	Termination    = "termination"
+	// RestartBudgetSpent: a process failed for good: more restarts
+	// within restartWindowSeconds than maxRestarts allows
+	RestartBudgetSpent = "restart_budget_spent"
+	// DependencyTimeout: a dependsOn edge's timeoutSeconds ran out; the
+	// dependent failed for good
+	DependencyTimeout = "dependency_timeout"
+	// EssentialExit: an essential process reached a final state; the
+	// wrapper stops the others and exits with its code
+	EssentialExit = "essential_exit"
 )
 
 // Kinds are the event names the wrapper sends.
@@ -37,6 +46,7 @@ var Kinds = map[string]bool{
 	ProcessStart: true, ProcessExit: true, ProcessRestart: true,
 	ProbeFailure: true, ProbeRecovery: true, Shutdown: true,
 	Preemption: true, Termination: true,
+	RestartBudgetSpent: true, DependencyTimeout: true, EssentialExit: true,
 }
 
 // MaxDatagram is the largest event: the wrapper shortens the reason of a

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,6 +60,10 @@ func Main(args []string, stdout io.Writer) int {
 	}
 	out := logline.NewOutput(stdout)
 	log := logline.NewLogger(out, "process-wrapper")
+	check := len(args) > 0 && args[0] == "check"
+	if check {
+		args = args[1:]
+	}
 	exitCalled := -1
 	opts, err := cli.Parse(args, func(code int) { exitCalled = code })
 	if exitCalled >= 0 { // --help was printed
@@ -75,6 +78,10 @@ func Main(args []string, stdout io.Writer) int {
 		return 0
 	}
 	log.SetDebug(opts.Debug)
+	if check {
+		signals.Release() // a one-shot command: Ctrl-C ends it
+		return checkMode(opts, stdout, log)
+	}
 	if !opts.Dumpable {
 		// not dumpable: a process of the wrapper's uid without
 		// CAP_SYS_PTRACE cannot read /proc/<wrapper>/environ (CONFIG and
@@ -117,14 +124,17 @@ func Main(args []string, stdout io.Writer) int {
 			return ExitUsage
 		}
 	}
-	procs, err := loadConfig(opts, log)
+	procs, _, err := loadConfig(opts, log, func(src string, data []byte) ([]config.Process, []error, error) {
+		procs, err := config.Parse(src, data)
+		return procs, nil, err
+	})
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			log.Error("bad config", "err", line)
 		}
 		return ExitUsage
 	}
-	procs = skip(procs, opts.SkipCommands, log)
+	procs = config.Skip(procs, opts.SkipCommands, log)
 	if opts.SharedLock {
 		p, err := sharedLockProcess(procs)
 		if err != nil {
@@ -140,38 +150,22 @@ func Main(args []string, stdout io.Writer) int {
 	return run(opts, procs, format, out, log)
 }
 
-func loadConfig(opts *cli.Options, log *logline.Logger) ([]config.Process, error) {
+// loadConfig reads the config of -config, or of CONFIG, with parse.
+func loadConfig(opts *cli.Options, log *logline.Logger, parse func(string, []byte) ([]config.Process, []error, error)) ([]config.Process, []error, error) {
 	if opts.Config != "" {
 		data, err := os.ReadFile(opts.Config)
 		if err != nil {
-			return nil, fmt.Errorf("config: %w", err)
+			return nil, nil, fmt.Errorf("config: %w", err)
 		}
 		if os.Getenv("CONFIG") != "" {
 			log.Info("both -config and CONFIG are set: using -config", "config", opts.Config)
 		}
-		return config.Parse(opts.Config, data)
+		return parse(opts.Config, data)
 	}
 	if env := os.Getenv("CONFIG"); env != "" {
-		return config.Parse("CONFIG", []byte(env))
+		return parse("CONFIG", []byte(env))
 	}
-	return nil, errors.New("no config: give -config FILE or the CONFIG environment variable (JSON)")
-}
-
-func skip(procs []config.Process, names []string, log *logline.Logger) []config.Process {
-	for _, n := range names {
-		n = strings.TrimSpace(n)
-		if n == "" {
-			continue
-		}
-		i := slices.IndexFunc(procs, func(p config.Process) bool { return p.Name == n })
-		if i < 0 {
-			log.Warn("-skip-commands names a process the config lacks", "process", n)
-			continue
-		}
-		log.Info("skipping process", "process", n)
-		procs = slices.Delete(procs, i, i+1)
-	}
-	return procs
+	return nil, nil, errors.New("no config: give -config FILE or the CONFIG environment variable (JSON)")
 }
 
 func run(opts *cli.Options, procs []config.Process, format relay.Format, out *logline.Output, log *logline.Logger) int {

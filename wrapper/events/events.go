@@ -22,8 +22,14 @@ const (
 	Shutdown       = lifecycle.Shutdown
 	Preemption     = lifecycle.Preemption
 	Termination    = lifecycle.Termination
-	ProbeCheck     = "probe_check" // one check of a probe ran (every period)
-	HookRun        = "hook_run"    // one try of a post-start hook ended
+	// RestartBudgetSpent: a process failed for good, its maxRestarts spent
+	RestartBudgetSpent = lifecycle.RestartBudgetSpent
+	// DependencyTimeout: a dependsOn edge's timeoutSeconds ran out
+	DependencyTimeout = lifecycle.DependencyTimeout
+	// EssentialExit: an essential process ended: the wrapper drains
+	EssentialExit = lifecycle.EssentialExit
+	ProbeCheck    = "probe_check" // one check of a probe ran (every period)
+	HookRun       = "hook_run"    // one try of a post-start hook ended
 )
 
 // Event is one thing that happened. Fields that do not apply are zero.

@@ -159,7 +159,7 @@ func (s *Sender) Observe(e *Event) {
 		return
 	}
 	ev := lifecycle.Event{Event: e.Kind, Time: time.Now().UTC(), Process: e.Process, Pid: e.Pid, Probe: e.Probe, Reason: e.Reason}
-	if e.Kind == ProcessExit {
+	if e.Kind == ProcessExit || e.Kind == EssentialExit || e.Kind == RestartBudgetSpent {
 		code := e.Code
 		ev.Code = &code
 	}

@@ -13,7 +13,7 @@ type Phase string
 
 // The phases of a process.
 const (
-	Pending   Phase = "pending"   // not started yet
+	Pending   Phase = "pending"   // not started yet, or waiting for its dependsOn conditions
 	Starting  Phase = "starting"  // being started
 	Running   Phase = "running"   // its main pid is alive
 	Backoff   Phase = "backoff"   // exited, waiting to be restarted
@@ -35,6 +35,9 @@ type Process struct {
 	// Suspended: its main pid is stopped by a signal (SIGSTOP, SIGTSTP...)
 	// until a SIGCONT.
 	Suspended bool
+	// Essential: its final state ends the wrapper, so its failure does not
+	// make the wrapper not live (the wrapper is ending anyway).
+	Essential bool
 	// Leftovers counts the members of its process groups that outlived
 	// its last run's main pid and have not ended yet (see the README).
 	Leftovers int
@@ -69,6 +72,10 @@ func (p *Process) Ready() (bool, string) {
 			return false, "readiness probe has not passed yet"
 		}
 		return true, ""
+	case Pending:
+		if p.Reason != "" {
+			return false, p.Reason // "waiting for cache (ready)"
+		}
 	}
 	why := string(p.Phase)
 	if p.Reason != "" {
@@ -82,7 +89,7 @@ func (p *Process) Ready() (bool, string) {
 // threshold and the restart has not yet brought it back.
 func (p *Process) Live() (bool, string) {
 	switch {
-	case p.Phase == Failed:
+	case p.Phase == Failed && !p.Essential:
 		return false, "failed: " + p.Reason
 	case p.LiveFailed:
 		return false, p.ProbeReason
@@ -140,13 +147,14 @@ func New(names []string) *Store {
 	return s
 }
 
-// Update changes the status of process name with f and wakes every waiter.
-func (s *Store) Update(name string, f func(p *Process)) {
+// Update changes the status of process name with f, wakes every waiter
+// and returns the new status.
+func (s *Store) Update(name string, f func(p *Process)) Process {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i, ok := s.index[name]
 	if !ok {
-		return
+		return Process{}
 	}
 	p := &s.procs[i]
 	before := p.Phase
@@ -159,6 +167,7 @@ func (s *Store) Update(name string, f func(p *Process)) {
 	s.unstarted += u - unstarted
 	s.notReady += n - notReady
 	s.notifyLocked()
+	return *p
 }
 
 // counts is how p adds to the summary's counts.

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,9 @@ type runner struct {
 	p      *config.Process
 	stdout *relay.Source
 	stderr *relay.Source
+	labels []logline.Label // logLabels
+	// the preStop command's streams, made at its first run
+	hookOut, hookErr *relay.Source
 
 	relays sync.WaitGroup // relay goroutines of every start, owned here
 
@@ -45,6 +49,9 @@ type runner struct {
 	// at once) is held and sent once the pid is known
 	forking bool
 	held    []syscall.Signal
+
+	graphNode
+	restarts []time.Time // of the budget's window, when the process has one
 }
 
 func newRunner(s *Supervisor, p *config.Process) (*runner, error) {
@@ -57,7 +64,8 @@ func newRunner(s *Supervisor, p *config.Process) (*runner, error) {
 	}
 	// stderr lines are level=error unless the line says otherwise (auto), as
 	// GKE's logging agent reads unstructured stderr.
-	r := &runner{sup: s, p: p, stdout: src("stdout", logline.Info), stderr: src("stderr", logline.Error)}
+	r := &runner{sup: s, p: p, labels: labels, stdout: src("stdout", logline.Info), stderr: src("stderr", logline.Error)}
+	r.down = make(chan struct{})
 	var err error
 	r.probes, err = newProbeSet(p, &probe.Target{
 		Process: p.Name,
@@ -95,20 +103,30 @@ func (r *runner) environ() []string {
 
 func (r *runner) log() *logline.Logger { return r.sup.opt.Log }
 
-func (r *runner) setState(f func(p *state.Process)) { r.sup.opt.State.Update(r.p.Name, f) }
-
 // run is the process's state machine. It returns when the process has
 // ended for good: completed, failed, or stopped by the shutdown.
 func (r *runner) run() {
+	defer r.closeDown()
 	s := r.sup
 	delay := s.opt.Backoff.Initial
-	restarts, lastCode := 0, 0
+	restarts, lastCode, lastBad := 0, 0, 0
 	for {
 		select {
 		case <-s.stopping:
 			r.neverStarted(restarts, lastCode, "wrapper shut down before start")
 			return
 		default:
+		}
+		if len(r.deps) > 0 {
+			why, stopped := r.awaitDeps()
+			if stopped {
+				r.neverStarted(restarts, lastCode, "wrapper shut down while waiting for its dependencies")
+				return
+			}
+			if why != "" {
+				r.failedForGood(cmp.Or(lastBad, 1), why)
+				return
+			}
 		}
 		r.setState(func(p *state.Process) { p.Phase, p.Restarts = state.Starting, restarts })
 		var lease *lockclient.Lease
@@ -123,12 +141,16 @@ func (r *runner) run() {
 		started := time.Now()
 		code, stopped, why, groups := r.once(lease)
 		lastCode = code
+		if code != 0 {
+			lastBad = code
+		}
 		ran := time.Since(started)
 		if stopped {
 			s.record(code)
 			r.setState(func(p *state.Process) {
 				p.Phase, p.Pid, p.ExitCode, p.Reason = state.Stopped, 0, code, "stopped at shutdown"
 			})
+			r.closeDown()
 			if l := r.stopLeftovers(groups); len(l.pgids) > 0 {
 				s.awaitGroups(l, nil) // until they are gone, or the shutdown's deadline
 			}
@@ -143,6 +165,11 @@ func (r *runner) run() {
 		}
 		if !restart {
 			r.ended(code, groups)
+			return
+		}
+		if spent := r.spendRestart(); spent != "" {
+			r.keepLeftovers(groups)
+			r.failedForGood(cmp.Or(lastBad, 1), spent)
 			return
 		}
 		if ran >= s.opt.Backoff.ResetAfter {
@@ -243,7 +270,10 @@ wait:
 	case <-s.stopping:
 		stopped = true
 		r.setState(func(p *state.Process) { p.Phase = state.Stopping })
-		e = r.stop(pid, exitCh, nil)
+		var done bool
+		if e, done = r.awaitDependents(pid, exitCh); !done {
+			e = r.stop(pid, exitCh, nil)
+		}
 	case lost := <-k.lostCh():
 		cancelProbes()
 		why = events.RestartLockLost
@@ -267,21 +297,63 @@ wait:
 //
 //go:noinline
 func (r *runner) ended(code int, groups []int) {
-	r.sup.record(code)
-	phase, why := state.Completed, "exited 0"
+	r.keepLeftovers(groups)
 	if code != 0 {
-		phase, why = state.Failed, fmt.Sprintf("exited %d under restartPolicy %s", code, r.p.RestartPolicy)
 		r.log().Error("process failed", "process", r.p.Name, "code", code, "restartPolicy", string(r.p.RestartPolicy))
-	} else {
-		r.log().Info("process completed", "process", r.p.Name)
+		r.final(state.Failed, code, fmt.Sprintf("exited %d under restartPolicy %s", code, r.p.RestartPolicy))
+		return
 	}
+	r.log().Info("process completed", "process", r.p.Name)
+	r.final(state.Completed, 0, "exited 0")
+}
+
+// failedForGood ends a process that will not run again although its
+// restartPolicy would run it: its restart budget is spent, or what it
+// depends on can never be met. code is its last non-zero exit code, or 1.
+//
+//go:noinline
+func (r *runner) failedForGood(code int, why string) {
+	r.log().Error("process failed for good", "process", r.p.Name, "code", code, "reason", why)
+	r.final(state.Failed, code, why)
+}
+
+// final records that the process reached a final state; an essential
+// one then ends the wrapper with its code.
+func (r *runner) final(phase state.Phase, code int, why string) {
+	r.sup.record(code)
 	r.setState(func(p *state.Process) {
 		p.Phase, p.Pid, p.ExitCode, p.Reason = phase, 0, code, why
 		if phase == state.Completed {
 			p.LiveFailed = false
 		}
 	})
-	r.keepLeftovers(groups)
+	if r.p.Essential {
+		r.sup.essentialEnded(r.p.Name, code, why)
+	}
+}
+
+// spendRestart takes one restart from the process's budget, or returns
+// why the budget is spent.
+func (r *runner) spendRestart() string {
+	b := r.p.Budget
+	if b == nil {
+		return ""
+	}
+	now := time.Now()
+	kept := r.restarts[:0]
+	for _, t := range r.restarts {
+		if now.Sub(t) < b.Window {
+			kept = append(kept, t)
+		}
+	}
+	r.restarts = kept
+	if len(kept) >= b.Max {
+		why := fmt.Sprintf("restart budget spent: %d restarts within %s (maxRestarts %d)", len(kept), b.Window, b.Max)
+		r.sup.emit(&events.Event{Kind: events.RestartBudgetSpent, Process: r.p.Name, Reason: why})
+		return why
+	}
+	r.restarts = append(r.restarts, now)
+	return ""
 }
 
 // restarting announces the restart to come after delay.
@@ -462,6 +534,15 @@ func (r *runner) adopt(ctx context.Context) (int, <-chan reaper.Exit, error) {
 // deadline (the shutdown's, or grace when not nil) it SIGKILLs the group.
 func (r *runner) stop(pid int, exitCh <-chan reaper.Exit, grace <-chan time.Time) reaper.Exit {
 	s := r.sup
+	if r.p.PreStop != nil {
+		e, exited, late := r.preStop(pid, exitCh, grace)
+		switch {
+		case exited:
+			return e
+		case late:
+			return r.kill(pid, exitCh)
+		}
+	}
 	r.log().Info("sending stop signal", "process", r.p.Name, "pid", pid, "signal", config.SignalName(r.p.StopSignal))
 	if err := s.opt.Reaper.Signal(pid, r.p.StopSignal, false); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		r.log().Warn("stop signal failed", "process", r.p.Name, "err", err)
@@ -475,8 +556,13 @@ func (r *runner) stop(pid int, exitCh <-chan reaper.Exit, grace <-chan time.Time
 	case <-s.kill:
 	case <-grace:
 	}
+	return r.kill(pid, exitCh)
+}
+
+// kill SIGKILLs the process's group at the deadline and waits for its exit.
+func (r *runner) kill(pid int, exitCh <-chan reaper.Exit) reaper.Exit {
 	r.log().Warn("graceful shutdown deadline reached: killing process group", "process", r.p.Name, "pgid", pid)
-	if err := s.opt.Reaper.Signal(pid, syscall.SIGKILL, true); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := r.sup.opt.Reaper.Signal(pid, syscall.SIGKILL, true); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		r.log().Warn("kill failed", "process", r.p.Name, "err", err)
 	}
 	return <-exitCh
@@ -534,40 +620,10 @@ func (r *runner) start() (<-chan reaper.Exit, int, error) {
 			return nil, 0, fmt.Errorf("workingDir: %w", err)
 		}
 	}
-	devNull, err := os.Open(os.DevNull)
-	if err != nil {
-		return nil, 0, fmt.Errorf("stdin: %w", err)
-	}
-	defer devNull.Close()
-	// the read ends are relayed from now on: the child's end of the
-	// stream, or its failure to start, closes the write ends
-	outW, err := r.pipe(r.stdout)
-	if err != nil {
-		return nil, 0, fmt.Errorf("stdout pipe: %w", err)
-	}
-	errW, err := r.pipe(r.stderr)
-	if err != nil {
-		outW.Close()
-		return nil, 0, fmt.Errorf("stderr pipe: %w", err)
-	}
-	// the write ends are blocking, as a child expects its stdout to be,
-	// and the wrapper closes them right after the start
-	attr := &syscall.ProcAttr{
-		Dir:   r.p.WorkingDir,
-		Env:   env,
-		Files: []uintptr{devNull.Fd(), outW.Fd(), errW.Fd()},
-		Sys: &syscall.SysProcAttr{
-			Setpgid:    true, // its own group: SIGKILL at the deadline reaches its whole tree
-			Credential: r.p.Credential,
-			Chroot:     r.p.Chroot,
-		},
-	}
 	r.mu.Lock()
 	r.forking = true
 	r.mu.Unlock()
-	pid, exitCh, err := r.sup.opt.Reaper.StartWatched(path, argv, attr, r.paused)
-	outW.Close()
-	errW.Close()
+	pid, exitCh, err := r.spawn(path, argv, env, r.stdout, r.stderr, r.paused)
 	r.mu.Lock()
 	r.forking = false
 	held := r.held
@@ -583,6 +639,42 @@ func (r *runner) start() (<-chan reaper.Exit, int, error) {
 		r.signal(sig)
 	}
 	return exitCh, pid, nil
+}
+
+// spawn starts a program as the process runs (its user, working
+// directory and chroot) in a process group of its own, stdin /dev/null, its
+// stdout and stderr relayed from out and errs.
+func (r *runner) spawn(path string, argv, env []string, out, errs *relay.Source, onPause func(reaper.Pause)) (int, <-chan reaper.Exit, error) {
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		return 0, nil, fmt.Errorf("stdin: %w", err)
+	}
+	defer devNull.Close()
+	// the read ends are relayed from now on: the child's end of the
+	// stream, or its failure to start, closes the write ends
+	outW, err := r.pipe(out)
+	if err != nil {
+		return 0, nil, fmt.Errorf("stdout pipe: %w", err)
+	}
+	defer outW.Close()
+	errW, err := r.pipe(errs)
+	if err != nil {
+		return 0, nil, fmt.Errorf("stderr pipe: %w", err)
+	}
+	defer errW.Close()
+	// the write ends are blocking, as a child expects its stdout to be,
+	// and the wrapper closes them right after the start
+	attr := &syscall.ProcAttr{
+		Dir:   r.p.WorkingDir,
+		Env:   env,
+		Files: []uintptr{devNull.Fd(), outW.Fd(), errW.Fd()},
+		Sys: &syscall.SysProcAttr{
+			Setpgid:    true, // its own group: SIGKILL at the deadline reaches its whole tree
+			Credential: r.p.Credential,
+			Chroot:     r.p.Chroot,
+		},
+	}
+	return r.sup.opt.Reaper.StartWatched(path, argv, attr, onPause)
 }
 
 // pipe makes a pipe for one of the child's streams and relays its read end

@@ -105,7 +105,11 @@ func New(opt Options) (*Supervisor, error) {
 			return nil, err
 		}
 		s.runners = append(s.runners, r)
+		if r.p.Essential {
+			opt.State.Update(r.p.Name, func(p *state.Process) { p.Essential = true })
+		}
 	}
+	link(s.runners)
 	return s, nil
 }
 
@@ -173,14 +177,22 @@ func (s *Supervisor) record(code int) {
 // at its main pid, no process is restarted, and at the deadline whatever is
 // left gets SIGKILL to its whole process group. What processes that ended
 // for good left in their groups gets the stop signal too.
-func (s *Supervisor) Stop(cause syscall.Signal) {
+func (s *Supervisor) Stop(cause syscall.Signal) { s.shutdown(cause, nil) }
+
+// shutdown is Stop; before, when the shutdown begins here, it runs first
+// under the lock, and the shutdown's log line gets kv.
+func (s *Supervisor) shutdown(cause syscall.Signal, before func() []any) {
 	s.stopOnce.Do(func() {
 		s.mu.Lock()
+		var kv []any
+		if before != nil {
+			kv = before()
+		}
 		s.stopped, s.cause = true, cause
 		kept := s.kept
 		s.mu.Unlock()
 		s.opt.State.SetStopping()
-		s.opt.Log.Always("shutting down", "signal", config.SignalName(cause), "deadline", s.opt.Deadline.String())
+		s.opt.Log.Always("shutting down", append([]any{"signal", config.SignalName(cause), "deadline", s.opt.Deadline.String()}, kv...)...)
 		s.emit(&events.Event{Kind: events.Shutdown, Reason: config.SignalName(cause)})
 		if s.opt.BeforeStop != nil {
 			s.opt.BeforeStop()
@@ -217,6 +229,19 @@ func (s *Supervisor) Finish() {
 	s.finished = true
 	s.mu.Unlock()
 	s.Stop(syscall.SIGTERM)
+}
+
+// essentialEnded ends the wrapper because the essential process name
+// reached a final state: the others are drained in reverse order, and the
+// wrapper exits with code, which their exits in that drain do not change.
+// A shutdown that began before keeps its own rules.
+func (s *Supervisor) essentialEnded(name string, code int, why string) {
+	s.shutdown(syscall.SIGTERM, func() []any {
+		s.exitCode, s.decided, s.finished = code, true, true
+		s.opt.Log.Always("essential process ended: stopping the others", "process", name, "code", code, "reason", why)
+		s.emit(&events.Event{Kind: events.EssentialExit, Process: name, Code: code, Reason: why})
+		return []any{"reason", "essential process " + name + " ended"}
+	})
 }
 
 // Environ returns the environment of the current run of process name (the

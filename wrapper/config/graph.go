@@ -152,8 +152,9 @@ func checkGraph(source string, procs []Process) []error {
 				switch {
 				case dep.Condition == CompletedSuccessfully:
 					fail(p, dep, "condition", "%s has restartPolicy Always: it never completes, so %s can never be met (give it OnFailure or Never)", q.Name, dep.Condition)
-				case dep.Condition == Completed && q.Budget == nil:
-					fail(p, dep, "condition", "%s has restartPolicy Always and no maxRestarts: it never reaches a final state, so completed can never be met", q.Name)
+				case dep.Condition == Completed && q.Budget == nil && len(q.DependsOn) == 0:
+					// only a spent budget or an edge that fails ends it
+					fail(p, dep, "condition", "%s has restartPolicy Always, no maxRestarts and no dependsOn: it never reaches a final state, so completed can never be met", q.Name)
 				}
 			}
 		}

@@ -95,7 +95,7 @@ func TestGraphErrors(t *testing.T) {
 - {name: e, entrypoint: x, dependsOn: [{name: d, condition: completed}]}`,
 			[]string{
 				`process "b": field "dependsOn[0].condition": a has restartPolicy Always: it never completes, so completedSuccessfully can never be met`,
-				`process "c": field "dependsOn[0].condition": a has restartPolicy Always and no maxRestarts`,
+				`process "c": field "dependsOn[0].condition": a has restartPolicy Always, no maxRestarts and no dependsOn`,
 			}},
 		{"fields", `
 - name: a

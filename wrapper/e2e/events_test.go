@@ -164,3 +164,35 @@ func TestPyroscope(t *testing.T) {
 		t.Errorf("no ingest for process-wrapper among %q", ingests)
 	}
 }
+
+// The lifecycle graph's events reach the metrics server: a spent restart
+// budget, an edge that timed out, and an essential process's end.
+func TestGraphEvents(t *testing.T) {
+	t.Parallel()
+	udp, mock := startMetricsMock(t)
+	w := start(t, config(t, `
+- {name: crashy, entrypoint: CHILD, args: [exit, "4"], maxRestarts: 0}
+- {name: waiter, entrypoint: CHILD, args: [sleep], dependsOn: [{name: never, condition: ready, timeoutSeconds: 1}]}
+- {name: never, entrypoint: CHILD, args: [sleep], readinessProbe: {file: {path: /nonexistent}, periodSeconds: 1}}
+- {name: main, entrypoint: CHILD, args: [exit, "6"], restartPolicy: Never, essential: true, dependsOn: [{name: waiter, condition: completed}]}
+`), opts{env: []string{"METRICS_SERVER_ADDRESS=" + udp}})
+	if code := w.wait(15 * time.Second); code != 6 {
+		t.Errorf("exit code %d, want 6 (main's)", code)
+	}
+	var budget, timeout, essential []lifecycle.Event
+	waitfor.Condition(t, 5*time.Second, "the three events at the mock", func() bool {
+		budget = recorded(t, mock, "event=restart_budget_spent&process=crashy")
+		timeout = recorded(t, mock, "event=dependency_timeout&process=waiter")
+		essential = recorded(t, mock, "event=essential_exit&process=main")
+		return len(budget) == 1 && len(timeout) == 1 && len(essential) == 1
+	})
+	if e := budget[0]; e.Code == nil || *e.Code != 4 || !strings.Contains(e.Reason, "restart budget spent") {
+		t.Errorf("restart_budget_spent: %+v", e)
+	}
+	if e := timeout[0]; e.Reason != "never (ready) not met within 1s" {
+		t.Errorf("dependency_timeout: %+v", e)
+	}
+	if e := essential[0]; e.Code == nil || *e.Code != 6 {
+		t.Errorf("essential_exit: %+v", e)
+	}
+}

@@ -85,6 +85,9 @@ type opts struct {
 	sink func(b []byte) bool
 	// stderr receives the wrapper's stderr (Go's crash reports); default os.Stderr
 	stderr io.Writer
+	// rawArgs, when set, are the whole command line (no -config,
+	// -http-address or -readiness-file added): for check
+	rawArgs []string
 }
 
 // config writes a YAML config where every "CHILD" stands for the testchild
@@ -107,6 +110,9 @@ func start(t *testing.T, cfg string, o opts) *wrapper {
 		bin = o.bin
 	}
 	argv := append(append([]string(nil), o.prefix...), bin)
+	if o.rawArgs != nil {
+		args = o.rawArgs
+	}
 	argv = append(argv, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	// a race-built wrapper would otherwise sleep a second at its exit

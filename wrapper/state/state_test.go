@@ -49,3 +49,23 @@ func TestSummaryAgreesWithTheTable(t *testing.T) {
 		t.Fatalf("an unknown name changed the summary: %+v", sum)
 	}
 }
+
+func TestEssentialFailureStaysLive(t *testing.T) {
+	s := New([]string{"main", "side"})
+	for _, n := range []string{"main", "side"} {
+		s.Update(n, func(p *Process) { p.Phase, p.Reason, p.Essential = Failed, "exited 3", n == "main" })
+	}
+	main, _ := s.Get("main")
+	side, _ := s.Get("side")
+	if ok, why := main.Live(); !ok {
+		t.Errorf("an essential process that failed is not live (%s): kubelet would restart a container that is ending anyway", why)
+	}
+	if ok, _ := side.Live(); ok {
+		t.Error("a process failed for good is live")
+	}
+	s.Update("side", func(p *Process) { p.Phase, p.Reason = Pending, "waiting for main (ready)" })
+	side, _ = s.Get("side")
+	if ok, why := side.Ready(); ok || why != "waiting for main (ready)" {
+		t.Errorf("a pending process: ready %v, %q", ok, why)
+	}
+}

@@ -167,7 +167,7 @@ func (r *runner) run() {
 			r.ended(code, groups)
 			return
 		}
-		if spent := r.spendRestart(); spent != "" {
+		if spent := r.spendRestart(cmp.Or(lastBad, 1)); spent != "" {
 			r.keepLeftovers(groups)
 			r.failedForGood(cmp.Or(lastBad, 1), spent)
 			return
@@ -333,8 +333,8 @@ func (r *runner) final(phase state.Phase, code int, why string) {
 }
 
 // spendRestart takes one restart from the process's budget, or returns
-// why the budget is spent.
-func (r *runner) spendRestart() string {
+// why the budget is spent (code is then the process's).
+func (r *runner) spendRestart(code int) string {
 	b := r.p.Budget
 	if b == nil {
 		return ""
@@ -349,7 +349,7 @@ func (r *runner) spendRestart() string {
 	r.restarts = kept
 	if len(kept) >= b.Max {
 		why := fmt.Sprintf("restart budget spent: %d restarts within %s (maxRestarts %d)", len(kept), b.Window, b.Max)
-		r.sup.emit(&events.Event{Kind: events.RestartBudgetSpent, Process: r.p.Name, Reason: why})
+		r.sup.emit(&events.Event{Kind: events.RestartBudgetSpent, Process: r.p.Name, Code: code, Reason: why})
 		return why
 	}
 	r.restarts = append(r.restarts, now)

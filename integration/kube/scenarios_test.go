@@ -31,6 +31,17 @@ const sidecarConfig = `- name: helper
 // jobDone waits for the Job to complete and returns it with its pod.
 func jobDone(t *testing.T, ns, name string, timeout time.Duration) (*batchv1.Job, *corev1.Pod) {
 	t.Helper()
+	job, pod := jobEnded(t, ns, name, timeout)
+	if job.Status.Succeeded != 1 {
+		t.Fatalf("the Job %s failed: %+v; %s", name, job.Status, describe(pod))
+	}
+	return job, pod
+}
+
+// jobEnded waits for the Job to succeed or fail and returns it with its
+// pod that ended.
+func jobEnded(t *testing.T, ns, name string, timeout time.Duration) (*batchv1.Job, *corev1.Pod) {
+	t.Helper()
 	ctx := context.Background()
 	var job *batchv1.Job
 	var last string
@@ -50,20 +61,59 @@ func jobDone(t *testing.T, ns, name string, timeout time.Duration) (*batchv1.Job
 		}
 		t.Fatalf("the Job %s did not end within %v: %s", name, timeout, last)
 	}
-	if job.Status.Succeeded != 1 {
-		t.Fatalf("the Job %s failed: %+v", name, job.Status)
-	}
 	pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "batch.kubernetes.io/job-name=" + name})
 	if err != nil || len(pods.Items) == 0 {
 		t.Fatalf("the Job's pods: %v", err)
 	}
 	for i := range pods.Items {
-		if pods.Items[i].Status.Phase == corev1.PodSucceeded {
+		if ph := pods.Items[i].Status.Phase; ph == corev1.PodSucceeded || ph == corev1.PodFailed {
 			return job, &pods.Items[i]
 		}
 	}
-	t.Fatalf("no pod of the Job %s succeeded", name)
+	t.Fatalf("no pod of the Job %s ended", name)
 	return nil, nil
+}
+
+// The Job pattern without the API server: the main work is an essential
+// process of the wrapper, its log shipper another. When main ends, the
+// wrapper stops the shipper and exits with main's code: the Job completes,
+// or fails with that code, under a real kubelet.
+func TestJobEssential(t *testing.T) {
+	t.Parallel()
+	for _, code := range []int{0, 3} {
+		t.Run(fmt.Sprint("exit", code), func(t *testing.T) {
+			t.Parallel()
+			ns := namespace(t)
+			vals := values(fmt.Sprintf(`- name: shipper
+  command: ["sh", "-c", "trap 'echo shipper flushed; exit 0' TERM; echo shipping; while true; do sleep 0.2; done"]
+- name: main
+  command: ["sh", "-c", "echo working; sleep 1; exit %d"]
+  restartPolicy: Never
+  essential: true
+  dependsOn: [{name: shipper, condition: started}]
+`, code), 12)
+			vals["workload"] = map[string]any{"kind": "Job", "jobRestartPolicy": "Never", "backoffLimit": 0, "terminationGracePeriodSeconds": 12}
+			install(t, ns, vals)
+			job, pod := jobEnded(t, ns, "demo", 3*time.Minute)
+			if (code == 0) != (job.Status.Succeeded == 1) {
+				t.Errorf("main exited %d: the Job %+v", code, job.Status)
+			}
+			app := containerStatus(pod, "app")
+			if app.State.Terminated == nil || app.State.Terminated.ExitCode != int32(code) || app.RestartCount != 0 {
+				t.Fatalf("the wrapper's container, want exit %d: %s", code, describe(pod))
+			}
+			l := logs(t, ns, pod.Name, false)
+			for _, want := range [][]string{
+				{"app", "process-wrapper", "msg", "essential process ended: stopping the others", "process", "main", "code", fmt.Sprint(code)},
+				{"app", "shipper", "msg", "shipper flushed"},
+				{"app", "process-wrapper", "msg", "exiting", "code", fmt.Sprint(code)},
+			} {
+				if !has(l, want...) {
+					t.Errorf("the wrapper's logs lack %q: %v", want, l)
+				}
+			}
+		})
+	}
 }
 
 // completedAt is when the Job's Complete condition turned true.

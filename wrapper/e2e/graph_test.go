@@ -45,6 +45,24 @@ func before(t *testing.T, lines []line, a, b []string) {
 
 func started(name string) []string { return []string{"msg", "process started", "process", name} }
 
+// marker writes a script for sh that traps SIGTERM, prints "trapping
+// signals", and at SIGTERM prints "saw M" or "missed M" for each file M of
+// $MARKS, then "got SIGTERM", and exits 0: what ran before the stop signal
+// shows in files, since the order of lines from different pipes is not
+// the order of their writes.
+func marker(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "marker.sh")
+	script := `trap 'for m in $MARKS; do if [ -e "$m" ]; then echo "saw $m"; else echo "missed $m"; fi; done; echo "got SIGTERM"; exit 0' TERM
+echo "trapping signals"
+while :; do sleep 0.05; done
+`
+	if err := os.WriteFile(p, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestStartOrderAndConditions(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -140,7 +158,7 @@ func TestReverseShutdown(t *testing.T) {
 	// pid in $DEP still lives, waits a little, and exits 0
 	script := filepath.Join(dir, "stop.sh")
 	if err := os.WriteFile(script, []byte(`echo $$ > `+dir+`/$NAME.pid
-trap 'if [ -n "$DEP" ]; then if kill -0 $(cat `+dir+`/$DEP.pid) 2>/dev/null; then echo "$DEP up"; else echo "$DEP down"; fi; fi; sleep 0.2; exit 0' TERM
+trap 'if [ -n "$DEP" ]; then if kill -0 $(cat `+dir+`/$DEP.pid) 2>/dev/null; then echo "$DEP up"; else echo "$DEP down"; fi; fi; sleep 0.5; exit 0' TERM
 while :; do sleep 0.05; done
 `), 0o644); err != nil {
 		t.Fatal(err)
@@ -186,10 +204,14 @@ func TestPreStopKinds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	marks := t.TempDir()
 	srv := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		requests = append(requests, r.Method+" "+r.URL.Path+" "+r.Header.Get("X-Drain"))
 		mu.Unlock()
+		if r.URL.Path == "/drain" {
+			os.WriteFile(filepath.Join(marks, "http.done"), nil, 0o644)
+		}
 		if r.URL.Path == "/fail" {
 			rw.WriteHeader(500)
 		}
@@ -200,14 +222,15 @@ func TestPreStopKinds(t *testing.T) {
 	work := t.TempDir()
 	w := start(t, config(t, fmt.Sprintf(`
 - name: byexec
-  entrypoint: CHILD
-  args: [trap]
+  entrypoint: sh
+  args: [%[3]s]
   workingDir: %[2]s
-  envs: {DRAIN_MODE: graceful}
-  lifecycle: {preStop: {exec: {command: [sh, -c, 'echo "mode=$DRAIN_MODE dir=$(pwd)"; echo oops >&2']}}}
+  envs: {DRAIN_MODE: graceful, MARKS: %[2]s/exec.done}
+  lifecycle: {preStop: {exec: {command: [sh, -c, 'echo "mode=$DRAIN_MODE dir=$(pwd)"; echo oops >&2; touch exec.done']}}}
 - name: byhttp
-  entrypoint: CHILD
-  args: [trap]
+  entrypoint: sh
+  args: [%[3]s]
+  envs: {MARKS: %[4]s/http.done}
   lifecycle: {preStop: {httpGet: {path: /drain, port: %[1]d, httpHeaders: [{name: X-Drain, value: now}]}}}
 - name: bysleep
   entrypoint: CHILD
@@ -217,8 +240,14 @@ func TestPreStopKinds(t *testing.T) {
   entrypoint: CHILD
   args: [trap]
   lifecycle: {preStop: {httpGet: {path: /fail, port: %[1]d}}}
-`, port, work)), opts{})
-	for _, n := range []string{"byexec", "byhttp", "bysleep", "failing"} {
+- name: asuser
+  entrypoint: CHILD
+  args: [trap]
+  user: 65534
+  group: 65534
+  lifecycle: {preStop: {exec: {command: [sh, -c, 'echo "uid=$(id -u) gid=$(id -g)"']}}}
+`, port, work, marker(t), marks)), opts{})
+	for _, n := range []string{"byexec", "byhttp", "bysleep", "failing", "asuser"} {
 		w.waitLine(5*time.Second, "app", n, "msg", "trapping signals")
 	}
 	w.signal(syscall.SIGTERM)
@@ -233,7 +262,10 @@ func TestPreStopKinds(t *testing.T) {
 		t.Errorf("preStop exec ran with %q", out["msg"])
 	}
 	w.waitLine(time.Second, "app", "byexec", "hook", "preStop", "stream", "stderr", "msg", "oops")
-	before(t, lines, []string{"app", "byexec", "hook", "preStop", "stream", "stdout"}, []string{"app", "byexec", "msg", "got SIGTERM"})
+	w.waitLine(time.Second, "app", "byexec", "msg", "saw "+work+"/exec.done")
+	if l := w.waitLine(time.Second, "app", "asuser", "hook", "preStop"); l["msg"] != "uid=65534 gid=65534" {
+		t.Errorf("asuser's preStop ran as %q, want the process's user", l["msg"])
+	}
 	// httpGet: a real request, then the stop signal
 	mu.Lock()
 	got := append([]string(nil), requests...)
@@ -241,7 +273,8 @@ func TestPreStopKinds(t *testing.T) {
 	if !strings.Contains(strings.Join(got, ","), "GET /drain now") {
 		t.Errorf("requests %q, want GET /drain with its header", got)
 	}
-	before(t, lines, []string{"msg", "preStop done", "process", "byhttp", "handler", "httpGet"}, []string{"app", "byhttp", "msg", "got SIGTERM"})
+	w.waitLine(time.Second, "app", "byhttp", "msg", "saw "+marks+"/http.done")
+	before(t, lines, []string{"msg", "preStop done", "process", "byhttp", "handler", "httpGet"}, []string{"msg", "sending stop signal", "process", "byhttp"})
 	// sleep: the stop signal a second after the shutdown began
 	down := ts(t, w.waitLine(time.Second, "msg", "shutting down"))
 	sig := ts(t, w.waitLine(time.Second, "msg", "sending stop signal", "process", "bysleep"))
@@ -268,10 +301,11 @@ func TestPreStopOnRestartAndDeadline(t *testing.T) {
 	}
 	w := start(t, config(t, fmt.Sprintf(`
 - name: web
-  entrypoint: CHILD
-  args: [trap]
+  entrypoint: sh
+  args: [%[2]s]
+  envs: {MARKS: %[3]s/web.drained}
   livenessProbe: {file: {path: %[1]s}, periodSeconds: 1, failureThreshold: 1}
-  lifecycle: {preStop: {exec: {command: [sh, -c, "echo drain web"]}}}
+  lifecycle: {preStop: {exec: {command: [sh, -c, "echo drain web; touch %[3]s/web.drained"]}}}
 - name: quitter
   entrypoint: CHILD
   args: [exit, "0"]
@@ -281,7 +315,7 @@ func TestPreStopOnRestartAndDeadline(t *testing.T) {
   entrypoint: CHILD
   args: [ignore-term]
   lifecycle: {preStop: {exec: {command: [sh, -c, "echo hanging; exec sleep 60"]}}}
-`, healthy)), opts{args: []string{"-graceful-shutdown-deadline", "2s"}})
+`, healthy, marker(t), dir)), opts{args: []string{"-graceful-shutdown-deadline", "2s"}})
 	w.waitLine(5*time.Second, "app", "web", "msg", "trapping signals")
 	w.waitLine(5*time.Second, "msg", "process completed", "process", "quitter")
 	if err := os.Remove(healthy); err != nil {
@@ -289,7 +323,7 @@ func TestPreStopOnRestartAndDeadline(t *testing.T) {
 	}
 	w.waitLine(10*time.Second, "app", "web", "hook", "preStop", "msg", "drain web")
 	w.waitLine(5*time.Second, "msg", "restarting process", "process", "web", "reason", "liveness")
-	before(t, w.lines(), []string{"app", "web", "hook", "preStop", "msg", "drain web"}, []string{"app", "web", "msg", "got SIGTERM"})
+	w.waitLine(5*time.Second, "app", "web", "msg", "saw "+dir+"/web.drained")
 	if err := os.WriteFile(healthy, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

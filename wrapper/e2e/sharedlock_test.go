@@ -98,12 +98,15 @@ func TestSharedLockMakesRunsExclusive(t *testing.T) {
 // the process before the lease's TTL runs out.
 func TestLockLostStopsTheProcess(t *testing.T) {
 	server, url := lockServer(t)
+	marks := t.TempDir()
 	w := start(t, config(t, `
 - name: holder
-  entrypoint: CHILD
-  args: [trap, "0"]
+  entrypoint: sh
+  args: [`+marker(t)+`]
+  envs: {MARKS: `+marks+`/gone}
   restartPolicy: Never
-  sharedLock: {name: lost, ttlSeconds: 4}`), opts{args: []string{"-shared-lock-url", url}})
+  sharedLock: {name: lost, ttlSeconds: 4}
+  lifecycle: {preStop: {exec: {command: [sh, -c, "echo lock gone; touch `+marks+`/gone"]}}}`), opts{args: []string{"-shared-lock-url", url}})
 	w.waitLine(10*time.Second, "msg", "shared lock acquired", "process", "holder")
 	w.waitLine(5*time.Second, "app", "holder", "msg", "trapping signals")
 	killed := time.Now()
@@ -113,6 +116,8 @@ func TestLockLostStopsTheProcess(t *testing.T) {
 	if took := time.Since(killed); took > 4*time.Second {
 		t.Errorf("the process ran %v after the server went away: longer than the 4s TTL", took)
 	}
+	// its preStop ran first, inside the lease's time
+	w.waitLine(5*time.Second, "app", "holder", "msg", "saw "+marks+"/gone")
 	w.wait(10 * time.Second)
 }
 

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -53,27 +52,19 @@ func validatePreStop(d *decoder, n *yaml.Node, raw *rawHandler) *PreStop {
 			kinds = append(kinds, k.name)
 		}
 	}
-	switch {
-	case len(kinds) == 0:
-		d.fail(n, field, "needs one handler: exec, httpGet or sleep")
-		return nil
-	case len(kinds) > 1:
-		d.fail(n, field, "has several handlers (%s): use one", strings.Join(kinds, ", "))
+	kind, ok := d.oneOf(n, field, "handler", kinds, "exec, httpGet or sleep")
+	if !ok {
 		return nil
 	}
 	p := &PreStop{}
-	switch kinds[0] {
+	switch kind {
 	case "exec":
 		if len(raw.Exec.Command) == 0 || raw.Exec.Command[0] == "" {
 			d.fail(child(child(n, "exec"), "command"), field+".exec.command", "required: the program and its arguments")
 		}
 		p.Exec = raw.Exec.Command
 	case "httpGet":
-		h := raw.HTTPGet
-		c := &HTTPCheck{Scheme: strings.ToLower(h.Scheme), Host: h.Host, Port: h.Port, Path: h.Path}
-		for _, hd := range h.HTTPHeaders {
-			c.Headers = append(c.Headers, KV{Key: hd.Name, Value: hd.Value})
-		}
+		c := raw.HTTPGet.check()
 		validateHTTP(d, n, field+".httpGet", c)
 		p.HTTPGet = c
 	case "sleep":

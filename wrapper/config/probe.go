@@ -143,6 +143,29 @@ type rawHTTPGet struct {
 	HTTPHeaders []rawEnvVar `yaml:"httpHeaders"`
 }
 
+// check is the HTTP check of the action, before validateHTTP.
+func (h *rawHTTPGet) check() *HTTPCheck {
+	c := &HTTPCheck{Scheme: strings.ToLower(h.Scheme), Host: h.Host, Port: h.Port, Path: h.Path}
+	for _, hd := range h.HTTPHeaders {
+		c.Headers = append(c.Headers, KV{Key: hd.Name, Value: hd.Value})
+	}
+	return c
+}
+
+// oneOf wants exactly one of the kinds set at n (a probe's check, a
+// handler), and returns it; known lists them for the error.
+func (d *decoder) oneOf(n *yaml.Node, field, what string, set []string, known string) (string, bool) {
+	switch {
+	case len(set) == 0:
+		d.fail(n, field, "needs one %s (%s)", what, known)
+		return "", false
+	case len(set) > 1:
+		d.fail(n, field, "has several %ss (%s): use one", what, strings.Join(set, ", "))
+		return "", false
+	}
+	return set[0], true
+}
+
 // rawTCPSocket is Kubernetes' tcpSocket action.
 type rawTCPSocket struct {
 	Port int    `yaml:"port"`
@@ -170,15 +193,10 @@ func validateProbe(d *decoder, n *yaml.Node, field, which string, raw *rawProbe)
 	set("amqp", raw.AMQP != nil)
 	set("floatingPid", raw.FloatingPid != nil)
 	set("heartBeat", raw.HeartBeat != nil)
-	switch {
-	case len(kinds) == 0:
-		d.fail(n, field, "needs one check kind (http, tcp, exec, grpc, file, env, sql, amqp, floatingPid, heartBeat, or Kubernetes' httpGet, tcpSocket)")
-		return nil
-	case len(kinds) > 1:
-		d.fail(n, field, "has several check kinds (%s): use one", strings.Join(kinds, ", "))
+	kind, ok := d.oneOf(n, field, "check kind", kinds, "http, tcp, exec, grpc, file, env, sql, amqp, floatingPid, heartBeat, or Kubernetes' httpGet, tcpSocket")
+	if !ok {
 		return nil
 	}
-	kind := kinds[0]
 	// bad reports a mistake in field sub of the check
 	bad := func(sub, format string, a ...any) {
 		d.fail(child(child(n, kind), sub), field+"."+kind+"."+sub, format, a...)
@@ -189,10 +207,7 @@ func validateProbe(d *decoder, n *yaml.Node, field, which string, raw *rawProbe)
 		validateHTTP(d, n, field+".http", p.HTTP)
 	case "httpGet":
 		h := raw.HTTPGet
-		c := &HTTPCheck{Scheme: strings.ToLower(h.Scheme), Host: h.Host, Port: h.Port, Path: h.Path}
-		for _, hd := range h.HTTPHeaders {
-			c.Headers = append(c.Headers, KV{Key: hd.Name, Value: hd.Value})
-		}
+		c := h.check()
 		if h.Port == 0 {
 			bad("port", "required: the port number (named ports do not exist outside a pod spec)")
 		}

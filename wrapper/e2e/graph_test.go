@@ -19,14 +19,7 @@ import (
 // index returns the place of the first line matching match in lines, or -1.
 func index(lines []line, match ...string) int {
 	for i, l := range lines {
-		ok := true
-		for j := 0; j+1 < len(match); j += 2 {
-			if l[match[j]] != match[j+1] {
-				ok = false
-				break
-			}
-		}
-		if ok {
+		if l.matches(match) {
 			return i
 		}
 	}

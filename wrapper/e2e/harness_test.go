@@ -241,18 +241,21 @@ func (w *wrapper) lines() []line {
 func (w *wrapper) find(match ...string) []line {
 	var found []line
 	for _, l := range w.lines() {
-		ok := true
-		for i := 0; i+1 < len(match); i += 2 {
-			if l[match[i]] != match[i+1] {
-				ok = false
-				break
-			}
-		}
-		if ok {
+		if l.matches(match) {
 			found = append(found, l)
 		}
 	}
 	return found
+}
+
+// matches reports whether l has every key=value of match.
+func (l line) matches(match []string) bool {
+	for i := 0; i+1 < len(match); i += 2 {
+		if l[match[i]] != match[i+1] {
+			return false
+		}
+	}
+	return true
 }
 
 // waitLine waits until a line matching every key=value of match is out.

@@ -11,10 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -23,22 +21,10 @@ import (
 	"github.com/process-wrapper/process-wrapper/prommerge"
 	"github.com/process-wrapper/process-wrapper/wrapper/cli"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
-	"github.com/process-wrapper/process-wrapper/wrapper/events"
 	"github.com/process-wrapper/process-wrapper/wrapper/health"
-	"github.com/process-wrapper/process-wrapper/wrapper/hook"
 	"github.com/process-wrapper/process-wrapper/wrapper/install"
-	"github.com/process-wrapper/process-wrapper/wrapper/lockclient"
-	"github.com/process-wrapper/process-wrapper/wrapper/metrics"
-	"github.com/process-wrapper/process-wrapper/wrapper/pageout"
-	"github.com/process-wrapper/process-wrapper/wrapper/podwatch"
-	"github.com/process-wrapper/process-wrapper/wrapper/preempt"
-	"github.com/process-wrapper/process-wrapper/wrapper/probe"
-	"github.com/process-wrapper/process-wrapper/wrapper/profile"
-	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
 	"github.com/process-wrapper/process-wrapper/wrapper/relay"
 	"github.com/process-wrapper/process-wrapper/wrapper/signals"
-	"github.com/process-wrapper/process-wrapper/wrapper/state"
-	"github.com/process-wrapper/process-wrapper/wrapper/supervisor"
 	"golang.org/x/sys/unix"
 )
 
@@ -147,7 +133,7 @@ func Main(args []string, stdout io.Writer) int {
 		log.Warn("no process left to run after -skip-commands")
 		return 0
 	}
-	return run(opts, procs, format, out, log)
+	return runWrapper(opts, procs, format, out, log)
 }
 
 // loadConfig reads the config of -config, or of CONFIG, with parse.
@@ -166,278 +152,6 @@ func loadConfig(opts *cli.Options, log *logline.Logger, parse func(string, []byt
 		return parse("CONFIG", []byte(env))
 	}
 	return nil, nil, errors.New("no config: give -config FILE or the CONFIG environment variable (JSON)")
-}
-
-func run(opts *cli.Options, procs []config.Process, format relay.Format, out *logline.Output, log *logline.Logger) int {
-	// The wrapper's own lines wait in a bounded queue from here on: no
-	// control path (shutdown, restarts, probes, endpoints) waits for a
-	// blocked stdout. At the exit what is queued is written, unless stdout
-	// has stopped moving (see logline.Logger.Close).
-	log.Async()
-	defer log.Close(exitIdle)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-
-	// Every signal the wrapper acts on has been taken since package signals'
-	// initialiser (a child starts with the default disposition of each of
-	// them, as Go resets handled signals at exec). No signal.Stop at the
-	// end: it waits for the signal machinery to go idle (milliseconds), and
-	// the wrapper exits right after run returns.
-	sigs := signals.Incoming()
-
-	names := make([]string, len(procs))
-	for i, p := range procs {
-		names[i] = p.Name
-	}
-	st := state.New(names)
-	met := metrics.New(st)
-	metrics.RegisterLogger(met.Registry(), log)
-	observers := events.Observers{met}
-	sendCfg, err := events.ConfigFromEnv(os.Getenv)
-	if err != nil {
-		log.Error("bad environment", "err", err)
-		return ExitUsage
-	}
-	var sender *events.Sender
-	if sendCfg.Address != "" {
-		sender = events.NewSender(sendCfg, log)
-		metrics.RegisterSender(met.Registry(), sender)
-		observers = append(observers, sender)
-	}
-
-	rp := reaper.New()
-	rp.OnOrphan = func(e reaper.Exit) { met.Orphan(e.Pid, &e.Rusage) }
-	reaps, err := reaper.BecomeSubreaper()
-	if err != nil {
-		log.Warn("cannot become a child subreaper: orphans of the processes will not be reaped by the wrapper", "err", err)
-	}
-	reaperDone := make(chan struct{})
-	go func() { defer close(reaperDone); rp.Run(ctx) }()
-	defer func() { cancel(); <-reaperDone }()
-
-	// every process's pipes are waited on by one poller, until the exit
-	poller, err := relay.NewPoller()
-	if err != nil {
-		log.Error("cannot relay the processes' output", "err", err)
-		return 1
-	}
-	pollCtx, stopPoll := context.WithCancel(context.Background())
-	pollDone := make(chan struct{})
-	go func() {
-		defer close(pollDone)
-		if err := poller.Run(pollCtx); err != nil {
-			log.Error("the log relay's poller failed", "err", err)
-		}
-	}()
-	// a stdout that has stopped moving holds the poller in a write that
-	// never returns: the exit then goes on without it
-	defer func() { stopPoll(); out.WaitIdle(pollDone, exitIdle) }()
-
-	locks := lockclient.New(opts.SharedLockURL)
-	locks.Token = opts.SharedLockToken
-	beats := probe.NewBeats()
-	readyFile := &health.ReadinessFile{Path: opts.ReadinessFile, Log: log}
-	// an envoy drain in progress is abandoned when the shutdown begins
-	drainCtx, stopDrain := context.WithCancel(ctx)
-	defer stopDrain()
-	sup, err := supervisor.New(supervisor.Options{
-		Processes:  procs,
-		Reaper:     rp,
-		State:      st,
-		Log:        log,
-		Out:        out,
-		Format:     format,
-		Poller:     poller,
-		Environ:    os.Environ(),
-		Deadline:   opts.GracefulShutdownDeadline,
-		Reaps:      reaps,
-		Locks:      locks,
-		Beats:      beats,
-		Observer:   observers,
-		AMQP:       probe.AMQPDefaults{DSNTemplate: os.Getenv("AMQP_PROBE_RABBITMQ_DSN_TEMPLATE"), User: os.Getenv("AMQP_PROBE_RABBITMQ_USER"), Pass: os.Getenv("AMQP_PROBE_RABBITMQ_PASS")},
-		BeforeStop: func() { readyFile.Remove(); stopDrain() },
-	})
-	if err != nil {
-		log.Error("bad config", "err", err)
-		return ExitUsage
-	}
-	ln, err := health.Listen(opts.HTTPAddress)
-	if err != nil {
-		log.Error("cannot serve the health endpoints", "err", err)
-		return ExitUsage
-	}
-	hs := &health.Server{State: st, Beats: beats, WaitDeadline: opts.WaitDeadline, Log: log, NotReady: met.ReadinessFailed, WaitRefused: met.WaitRefused}
-	hooks := &hook.Runner{Reaper: rp, State: st, Log: log, Environ: sup.Environ, Observer: observers}
-	for _, p := range procs {
-		hooks.Hooks = append(hooks.Hooks, p.PostStart...)
-	}
-	if len(hooks.Hooks) > 0 {
-		st.SetGate(hook.Gate)
-	}
-	var bg sync.WaitGroup // goroutines that end with ctx
-	defer bg.Wait()
-	defer cancel()
-	if handle, _ := envBool("HANDLE_PREEMPTION"); handle {
-		w := &preempt.Watcher{URL: envOr("METADATA_URL", preempt.DefaultMetadataURL), Log: log}
-		w.OnPreempted = func() {
-			st.SetPreempted()
-			observers.Observe(&events.Event{Kind: events.Preemption, Reason: "the metadata server says the instance is preempted"})
-			if opts.EnvoyDrain {
-				preempt.DrainEnvoy(drainCtx, envOr("ENVOY_DRAIN_URL", preempt.DefaultEnvoyDrainURL), log)
-			}
-		}
-		bg.Add(1)
-		go func() {
-			defer bg.Done()
-			w.Run(ctx)
-		}()
-		log.Info("watching for preemption", "url", w.URL, "envoy_drain", opts.EnvoyDrain)
-	}
-	if handle, _ := envBool("HANDLE_TERMINATION"); handle {
-		cfg, err := podwatch.ConfigFromEnv(os.Getenv)
-		var pw *podwatch.Watcher
-		if err == nil {
-			pw, err = podwatch.New(cfg, log)
-		}
-		var follow []string
-		if err == nil {
-			startCtx, stopStart := context.WithTimeout(ctx, 30*time.Second)
-			follow, err = pw.Start(startCtx)
-			stopStart()
-		}
-		if err != nil {
-			log.Error("cannot follow the pod (HANDLE_TERMINATION)", "err", err)
-			return ExitUsage
-		}
-		log.Info("following the pod's containers: the wrapper ends when they all have", "pod", cfg.Namespace+"/"+cfg.Pod, "containers", strings.Join(follow, ","))
-		bg.Add(1)
-		go func() {
-			defer bg.Done()
-			if pw.Run(ctx) {
-				observers.Observe(&events.Event{Kind: events.Termination, Reason: "the pod's followed containers have terminated: " + strings.Join(follow, ",")})
-				sup.Finish()
-			}
-		}()
-	}
-	if sender != nil {
-		// the sender outlives ctx a little: it sends what is queued (the
-		// shutdown and the last exits) once the processes have ended
-		sendCtx, stopSending := context.WithCancel(context.Background())
-		sent := make(chan struct{})
-		go func() { defer close(sent); sender.Run(sendCtx) }()
-		defer func() { stopSending(); <-sent }()
-		log.Info("sending lifecycle events", "address", sendCfg.Address)
-	}
-	if opts.PyroscopeURL != "" {
-		stop, err := profile.Start(opts.PyroscopeURL, log)
-		if err != nil {
-			log.Error("bad command line", "err", err)
-			return ExitUsage
-		}
-		defer stop()
-	}
-	mux := hs.Handler()
-	mux.Handle("GET /metrics", met.Handler())
-	merger := &prommerge.Merger{Label: "process", Timeout: 10 * time.Second}
-	mux.Handle("GET /prommerge", merger.Handler(met.Gatherer(), mergeTargets(procs)))
-	bg.Add(3)
-	go func() {
-		defer bg.Done()
-		hooks.Run(ctx)
-	}()
-	go func() {
-		defer bg.Done()
-		if err := health.Serve(ctx, ln, mux); err != nil {
-			log.Error("health endpoints stopped", "err", err)
-		}
-	}()
-	go func() {
-		defer bg.Done()
-		if err := readyFile.WaitAndWrite(ctx, st); err != nil {
-			log.Error("cannot write the readiness file", "err", err)
-		}
-	}()
-	bg.Add(1)
-	go func() {
-		defer bg.Done()
-		pageOutStartup(ctx, st, log)
-	}()
-	log.Info("starting", "version", version.String("process-wrapper"), "pid", os.Getpid(), "processes", len(procs), "http", ln.Addr().String())
-	signals.Wait()
-	// a stop signal that came while the wrapper was getting ready stops it
-	// before any process starts (each then counts as ended by it)
-	for pending := true; pending; {
-		select {
-		case sig := <-sigs:
-			onSignal(sig.(syscall.Signal), sup, st, log)
-		default:
-			pending = false
-		}
-	}
-	done := make(chan int, 1)
-	go func() { done <- sup.Run(ctx) }()
-	for {
-		select {
-		case code := <-done:
-			readyFile.Remove()
-			log.Always("exiting", "code", code, "orphans_reaped", rp.Orphans())
-			return code
-		case sig := <-sigs:
-			onSignal(sig.(syscall.Signal), sup, st, log)
-		}
-	}
-}
-
-// onSignal acts on a signal the wrapper received (see package signals).
-func onSignal(sig syscall.Signal, sup *supervisor.Supervisor, st *state.Store, log *logline.Logger) {
-	switch signals.Of(sig) {
-	case signals.Stop:
-		if st.Stopping() {
-			log.Info("already shutting down", "signal", config.SignalName(sig))
-			return
-		}
-		sup.Stop(sig)
-	case signals.Forward:
-		sup.Forward(sig)
-	}
-}
-
-// pageOutStartup gives back the binary's pages that only the start-up used
-// (see package pageout), once every process has been started (or 5 s
-// passed: one may wait long for a shared lock) and a second more, so that
-// the first probes have run.
-func pageOutStartup(ctx context.Context, st *state.Store, log *logline.Logger) {
-	limit := time.NewTimer(5 * time.Second)
-	defer limit.Stop()
-	for started := false; !started; {
-		sum, changed := st.Summarize()
-		if started = sum.Unstarted == 0; started {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-limit.C:
-			started = true
-		case <-changed:
-		}
-	}
-	settle := time.NewTimer(time.Second)
-	defer settle.Stop()
-	select {
-	case <-ctx.Done():
-		return
-	case <-settle.C:
-	}
-	// the start-up's garbage (the config's, the starts') goes back
-	// to the system now rather than at the scavenger's pace
-	debug.FreeOSMemory()
-	n, err := pageout.Binary()
-	if err != nil {
-		log.Debug("cannot give back the start-up pages", "err", err)
-		return
-	}
-	log.Debug("gave back the binary's start-up pages", "mapped_bytes", n)
 }
 
 // mergeTargets are the processes' metrics endpoints, on loopback, in

@@ -18,11 +18,20 @@ import (
 // started and ready (and the post-start hooks have run), removed at
 // shutdown only: losing readiness later does not remove it.
 type ReadinessFile struct {
-	Path string
-	Log  *logline.Logger
+	Path  string
+	State *state.Store // for Run
+	Log   *logline.Logger
 
 	mu      sync.Mutex
 	removed bool // once removed at shutdown, never written again
+}
+
+// Run writes the file once the state is ready for the first time (see
+// WaitAndWrite); a failure is logged.
+func (f *ReadinessFile) Run(ctx context.Context) {
+	if err := f.WaitAndWrite(ctx, f.State); err != nil {
+		f.Log.Error("cannot write the readiness file", "err", err)
+	}
 }
 
 // WaitAndWrite waits until the state is ready for the first time, then

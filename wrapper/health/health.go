@@ -213,6 +213,20 @@ func Listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
+// Endpoints serves Handler on Listener until its Run's ctx ends.
+type Endpoints struct {
+	Listener net.Listener
+	Handler  http.Handler
+	Log      *logline.Logger
+}
+
+// Run serves until ctx ends; a failure of the listener is logged.
+func (e *Endpoints) Run(ctx context.Context) {
+	if err := Serve(ctx, e.Listener, e.Handler); err != nil {
+		e.Log.Error("health endpoints stopped", "err", err)
+	}
+}
+
 // Serve serves h on ln until ctx ends.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{

@@ -3,6 +3,7 @@
 package profile
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -12,11 +13,15 @@ import (
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 )
 
+// Profiler sends the wrapper's profiles until its Run's ctx ends.
+type Profiler struct {
+	p   *pyroscope.Profiler
+	log *logline.Logger
+}
+
 // Start starts profiling to the server at rawURL (credentials in the URL's
-// user part become basic auth) and returns the function that stops it,
-// which uploads what was collected since the last upload (for at most
-// stopTimeout).
-func Start(rawURL string, log *logline.Logger) (stop func(), err error) {
+// user part become basic auth).
+func Start(rawURL string, log *logline.Logger) (*Profiler, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("-pyroscope-url: want an http(s) URL of the Pyroscope server, got %q", rawURL)
@@ -42,19 +47,24 @@ func Start(rawURL string, log *logline.Logger) (stop func(), err error) {
 		return nil, fmt.Errorf("pyroscope: %w", err)
 	}
 	log.Info("profiling to pyroscope", "url", cfg.ServerAddress)
-	return func() {
-		// the last upload, bounded: a server that is down must not hold
-		// the wrapper's exit (kubelet's grace period is running)
-		done := make(chan struct{})
-		go func() { _ = p.Stop(); close(done) }()
-		t := time.NewTimer(stopTimeout)
-		defer t.Stop()
-		select {
-		case <-done:
-		case <-t.C:
-			log.Warn("pyroscope: the last upload did not end in time; exiting without it", "timeout", stopTimeout.String())
-		}
-	}, nil
+	return &Profiler{p: p, log: log}, nil
+}
+
+// Run profiles until ctx ends, then uploads what was collected since the
+// last upload (for at most stopTimeout).
+func (pr *Profiler) Run(ctx context.Context) {
+	<-ctx.Done()
+	// the last upload, bounded: a server that is down must not hold
+	// the wrapper's exit (kubelet's grace period is running)
+	done := make(chan struct{})
+	go func() { _ = pr.p.Stop(); close(done) }()
+	t := time.NewTimer(stopTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		pr.log.Warn("pyroscope: the last upload did not end in time; exiting without it", "timeout", stopTimeout.String())
+	}
 }
 
 // stopTimeout bounds the last upload at exit.

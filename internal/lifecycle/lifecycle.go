@@ -39,6 +39,10 @@ const (
 	// EssentialExit: an essential process reached a final state; the
 	// wrapper stops the others and exits with its code
 	EssentialExit = "essential_exit"
+	// ControlAction: an operator asked the control API to stop, start,
+	// restart or signal a process; the reason says what and who (uid, pid
+	// and command of the caller)
+	ControlAction = "control_action"
 )
 
 // Kinds are the event names the wrapper sends.
@@ -47,6 +51,7 @@ var Kinds = map[string]bool{
 	ProbeFailure: true, ProbeRecovery: true, Shutdown: true,
 	Preemption: true, Termination: true,
 	RestartBudgetSpent: true, DependencyTimeout: true, EssentialExit: true,
+	ControlAction: true,
 }
 
 // MaxDatagram is the largest event: the wrapper shortens the reason of a

@@ -28,6 +28,9 @@ const (
 	DependencyTimeout = lifecycle.DependencyTimeout
 	// EssentialExit: an essential process ended: the wrapper drains
 	EssentialExit = lifecycle.EssentialExit
+	// ControlAction: an action asked through the control API (who asked
+	// is in the reason)
+	ControlAction = lifecycle.ControlAction
 	ProbeCheck    = "probe_check" // one check of a probe ran (every period)
 	HookRun       = "hook_run"    // one try of a post-start hook ended
 )
@@ -71,4 +74,7 @@ const (
 	RestartStartup  = "startup"   // its startup probe failed for good
 	RestartLockLost = "lock_lost" // its shared lock was lost while it ran
 	RestartStart    = "start_failed"
+	// RestartRequested: stopped through the control API (not a restart of
+	// its policy: the process waits for a start)
+	RestartRequested = "requested"
 )

@@ -35,6 +35,9 @@ type Process struct {
 	// Suspended: its main pid is stopped by a signal (SIGSTOP, SIGTSTP...)
 	// until a SIGCONT.
 	Suspended bool
+	// Held: stopped by a control request; it stays stopped, not ready but
+	// live, until a start.
+	Held bool
 	// Essential: its final state ends the wrapper, so its failure does not
 	// make the wrapper not live (the wrapper is ending anyway).
 	Essential bool

@@ -43,8 +43,8 @@ type graphNode struct {
 	cmu   sync.Mutex
 	conds conds
 
-	downOnce sync.Once
-	down     chan struct{} // closed once the process has exited for the shutdown
+	down       chan struct{} // closed once the process has exited for the shutdown (under cmu)
+	downClosed bool
 }
 
 // link resolves every runner's edges; a name without a runner (a skipped
@@ -125,8 +125,8 @@ func (e *edge) check() (met bool, never string) {
 // awaitDeps waits, in state pending, until every edge is met at once. It
 // returns "" then; otherwise why the process can never start: an edge
 // timed out, a dependency can no longer meet its condition, or the
-// shutdown began (stopped true).
-func (r *runner) awaitDeps() (why string, stopped bool) {
+// shutdown began (stopped true), or a stop was asked (held true).
+func (r *runner) awaitDeps() (why string, stopped, held bool) {
 	s := r.sup
 	began := time.Now()
 	logged := make([]bool, len(r.deps))
@@ -144,7 +144,7 @@ func (r *runner) awaitDeps() (why string, stopped bool) {
 			e := &r.deps[i]
 			met, never := e.check()
 			if never != "" {
-				return never, false
+				return never, false, false
 			}
 			if met {
 				continue
@@ -153,7 +153,7 @@ func (r *runner) awaitDeps() (why string, stopped bool) {
 				at := began.Add(e.Timeout)
 				if !time.Now().Before(at) {
 					r.edgeTimedOut(e)
-					return fmt.Sprintf("waited %s for %s: its timeoutSeconds ran out", e.Timeout, e), false
+					return fmt.Sprintf("waited %s for %s: its timeoutSeconds ran out", e.Timeout, e), false, false
 				}
 				if next.IsZero() || at.Before(next) {
 					next = at
@@ -164,7 +164,7 @@ func (r *runner) awaitDeps() (why string, stopped bool) {
 			}
 		}
 		if waiting < 0 {
-			return "", false
+			return "", false, false
 		}
 		e := &r.deps[waiting]
 		if !logged[waiting] {
@@ -188,7 +188,9 @@ func (r *runner) awaitDeps() (why string, stopped bool) {
 		case <-r.wake:
 		case <-deadline:
 		case <-s.stopping:
-			return "", true
+			return "", true, false
+		case <-r.stopRequested():
+			return "", false, true
 		}
 	}
 }
@@ -202,7 +204,31 @@ func (r *runner) edgeTimedOut(e *edge) {
 }
 
 // closeDown tells the processes this one depends on that it has exited.
-func (r *runner) closeDown() { r.downOnce.Do(func() { close(r.down) }) }
+func (r *runner) closeDown() {
+	r.cmu.Lock()
+	defer r.cmu.Unlock()
+	if !r.downClosed {
+		r.downClosed = true
+		close(r.down)
+	}
+}
+
+// downChan is closed once the process has exited for the shutdown.
+func (r *runner) downChan() <-chan struct{} {
+	r.cmu.Lock()
+	defer r.cmu.Unlock()
+	return r.down
+}
+
+// reopenDown makes a runner that ended for good, and is started again by
+// request, one that its dependencies wait for again at the shutdown.
+func (r *runner) reopenDown() {
+	r.cmu.Lock()
+	defer r.cmu.Unlock()
+	if r.downClosed {
+		r.down, r.downClosed = make(chan struct{}), false
+	}
+}
 
 // awaitDependents holds the stop of a running process at the shutdown
 // until every process that depends on it has exited. It returns the
@@ -210,8 +236,9 @@ func (r *runner) closeDown() { r.downOnce.Do(func() { close(r.down) }) }
 // its group and returns that exit.
 func (r *runner) awaitDependents(pid int, exitCh <-chan reaper.Exit) (reaper.Exit, bool) {
 	for _, d := range r.dependents {
+		down := d.downChan()
 		select {
-		case <-d.down:
+		case <-down:
 			continue
 		default:
 		}
@@ -219,7 +246,7 @@ func (r *runner) awaitDependents(pid int, exitCh <-chan reaper.Exit) (reaper.Exi
 			p.Reason = "stopping once what depends on it has exited: " + strings.Join(r.runningDependents(), ", ")
 		})
 		select {
-		case <-d.down:
+		case <-down:
 		case e := <-exitCh:
 			return e, true
 		case <-r.sup.kill:
@@ -234,7 +261,7 @@ func (r *runner) runningDependents() []string {
 	var names []string
 	for _, d := range r.dependents {
 		select {
-		case <-d.down:
+		case <-d.downChan():
 		default:
 			names = append(names, d.p.Name)
 		}

@@ -32,6 +32,8 @@ func (r *runner) acquireLock() (lockclient.Lease, bool) {
 		select {
 		case <-s.stopping:
 			cancel()
+		case <-r.stopRequested():
+			cancel()
 		case <-ctx.Done():
 		}
 	}()

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
 	"github.com/process-wrapper/process-wrapper/wrapper/events"
@@ -20,6 +21,10 @@ type probeSpec struct {
 	typ     probe.Type
 	cfg     *config.Probe
 	checker probe.Checker
+
+	mu   sync.Mutex // the last result, for the control API
+	last probe.Result
+	at   time.Time
 }
 
 func newProbeSet(p *config.Process, t *probe.Target) (probeSet, error) {
@@ -116,6 +121,7 @@ type restartRequest struct {
 // a probe_recovery its pass after that.
 func (r *runner) report(spec *probeSpec, res probe.Result, failed *bool, restart func(restartRequest)) {
 	name := r.p.Name
+	spec.recordProbe(res)
 	r.sup.emit(&events.Event{Kind: events.ProbeCheck, Process: name, Probe: spec.typ.String(), ProbeKind: spec.cfg.Kind,
 		OK: res.Reason == "", Elapsed: res.Elapsed})
 	if res.Changed && res.Type != probe.Startup && (!res.OK || *failed) {

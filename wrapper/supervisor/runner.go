@@ -52,6 +52,16 @@ type runner struct {
 
 	graphNode
 	restarts []time.Time // of the budget's window, when the process has one
+
+	// control requests (see control.go): stopCh is closed when a stop is
+	// asked (every wait of the runner watches it) and made anew by the
+	// start that ends the hold; startCh wakes a held or backing-off runner
+	stopCh  chan struct{}
+	stopBy  string // who asked for the stop
+	startCh chan struct{}
+	runs    int        // runs started, for the control API
+	ctlMu   sync.Mutex // one control action at a time
+	active  bool       // its goroutine runs (under sup.mu)
 }
 
 func newRunner(s *Supervisor, p *config.Process) (*runner, error) {
@@ -66,6 +76,7 @@ func newRunner(s *Supervisor, p *config.Process) (*runner, error) {
 	// GKE's logging agent reads unstructured stderr.
 	r := &runner{sup: s, p: p, labels: labels, stdout: src("stdout", logline.Info), stderr: src("stderr", logline.Error)}
 	r.down = make(chan struct{})
+	r.stopCh, r.startCh = make(chan struct{}), make(chan struct{}, 1)
 	var err error
 	r.probes, err = newProbeSet(p, &probe.Target{
 		Process: p.Name,
@@ -115,15 +126,22 @@ func (r *runner) run() {
 		case <-s.stopping:
 			r.neverStarted(restarts, lastCode, "wrapper shut down before start")
 			return
+		case <-r.stopRequested():
+			if !r.hold(nil) {
+				return
+			}
+			continue
 		default:
 		}
 		if len(r.deps) > 0 {
-			why, stopped := r.awaitDeps()
-			if stopped {
+			why, stopped, held := r.awaitDeps()
+			switch {
+			case stopped:
 				r.neverStarted(restarts, lastCode, "wrapper shut down while waiting for its dependencies")
 				return
-			}
-			if why != "" {
+			case held:
+				continue // the loop's top holds it
+			case why != "":
 				r.failedForGood(cmp.Or(lastBad, 1), why)
 				return
 			}
@@ -133,6 +151,9 @@ func (r *runner) run() {
 		if r.p.SharedLock != nil {
 			l, ok := r.acquireLock()
 			if !ok {
+				if r.stopAsked() {
+					continue // the loop's top holds it
+				}
 				r.neverStarted(restarts, lastCode, "wrapper shut down while waiting for the shared lock")
 				return
 			}
@@ -141,10 +162,18 @@ func (r *runner) run() {
 		started := time.Now()
 		code, stopped, why, groups := r.once(lease)
 		lastCode = code
+		ran := time.Since(started)
+		if why == events.RestartRequested {
+			// stopped by request: its exit does not count, and it
+			// waits for a start
+			if !r.hold(groups) {
+				return
+			}
+			continue
+		}
 		if code != 0 {
 			lastBad = code
 		}
-		ran := time.Since(started)
 		if stopped {
 			s.record(code)
 			r.setState(func(p *state.Process) {
@@ -194,6 +223,15 @@ func (r *runner) run() {
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
+		case <-r.startCh: // started by request: no more backoff
+			t.Stop()
+		case <-r.stopRequested():
+			t.Stop()
+			<-leftDone
+			if !r.hold(nil) {
+				return
+			}
+			continue
 		case <-s.stopping:
 			t.Stop()
 			<-leftDone // the shutdown's deadline bounds it
@@ -274,6 +312,10 @@ wait:
 		if e, done = r.awaitDependents(pid, exitCh); !done {
 			e = r.stop(pid, exitCh, nil)
 		}
+	case <-r.stopRequested():
+		cancelProbes()
+		why = events.RestartRequested
+		e = r.stopRequestedRun(pid, exitCh)
 	case lost := <-k.lostCh():
 		cancelProbes()
 		why = events.RestartLockLost
@@ -384,6 +426,9 @@ func (r *runner) startFailed(err error) int {
 func (r *runner) running(pid int) {
 	r.log().Info("process started", "process", r.p.Name, "pid", pid)
 	r.sup.emit(&events.Event{Kind: events.ProcessStart, Process: r.p.Name, Pid: pid})
+	r.mu.Lock()
+	r.runs++
+	r.mu.Unlock()
 	r.setState(func(p *state.Process) {
 		p.Phase, p.Pid, p.Reason, p.Suspended, p.Leftovers = state.Running, pid, "", false, 0
 		p.Started, p.ProbeReady = r.probes.startup == nil, r.probes.readiness == nil

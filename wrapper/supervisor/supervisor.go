@@ -83,6 +83,8 @@ type Supervisor struct {
 	stopped  bool           // Stop was called
 	cause    syscall.Signal // the signal that began the shutdown
 	kept     []leftovers    // left behind by processes that ended for good
+	live     int            // runners whose goroutine runs
+	idle     chan struct{}  // closed when live falls to 0: Run returns
 }
 
 // New returns a supervisor for opt.Processes. An error means a probe
@@ -94,7 +96,7 @@ func New(opt Options) (*Supervisor, error) {
 	if opt.Drain == 0 {
 		opt.Drain = DefaultDrain
 	}
-	s := &Supervisor{opt: opt, stopping: make(chan struct{}), kill: make(chan struct{}), starts: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
+	s := &Supervisor{opt: opt, stopping: make(chan struct{}), kill: make(chan struct{}), idle: make(chan struct{}), starts: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
 	if opt.Beats == nil {
 		opt.Beats = probe.NewBeats()
 		s.opt.Beats = opt.Beats
@@ -120,15 +122,12 @@ func New(opt Options) (*Supervisor, error) {
 func (s *Supervisor) Run(ctx context.Context) int {
 	stopWatch := context.AfterFunc(ctx, func() { s.Stop(syscall.SIGTERM) })
 	defer stopWatch()
-	var wg sync.WaitGroup
+	s.mu.Lock()
 	for _, r := range s.runners {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.run()
-		}()
+		s.goRun(r)
 	}
-	wg.Wait()
+	s.mu.Unlock()
+	<-s.idle
 	s.endKept()
 	s.drain()
 	s.mu.Lock()

@@ -40,8 +40,18 @@ type Cluster struct {
 	adminToken string
 }
 
+// cniPlugins are the CNI plugins the pod network uses.
+var cniPlugins = []string{"bridge", "host-local", "loopback"}
+
 // Start brings up the cluster; on an error, what it started is stopped.
 func Start(ctx context.Context, o Options) (c *Cluster, err error) {
+	// what the host must have, checked before anything is changed: a pod
+	// without its network plugin waits in ContainerCreating for ever
+	for _, plugin := range cniPlugins {
+		if fi, err := os.Stat(filepath.Join(o.CNIBin, plugin)); err != nil || fi.Mode()&0o111 == 0 {
+			return nil, fmt.Errorf("cluster: the CNI plugin %s is not in %s (Debian's containernetworking-plugins; .ci/run installs it)", plugin, o.CNIBin)
+		}
+	}
 	l, err := newLayout(o.Dir)
 	if err != nil {
 		return nil, err
@@ -167,7 +177,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if err := c.ImportImages(PauseImage); err != nil {
 		return c, err
 	}
-	for _, plugin := range []string{"bridge", "host-local", "loopback"} {
+	for _, plugin := range cniPlugins {
 		if err := os.Symlink(filepath.Join(o.CNIBin, plugin), l.path("cni", "bin", plugin)); err != nil {
 			return c, fmt.Errorf("cluster: %w", err)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/process-wrapper/process-wrapper/prommerge"
 	"github.com/process-wrapper/process-wrapper/wrapper/cli"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/ctl"
 	"github.com/process-wrapper/process-wrapper/wrapper/health"
 	"github.com/process-wrapper/process-wrapper/wrapper/install"
 	"github.com/process-wrapper/process-wrapper/wrapper/relay"
@@ -46,6 +47,10 @@ func Main(args []string, stdout io.Writer) int {
 	}
 	out := logline.NewOutput(stdout)
 	log := logline.NewLogger(out, "process-wrapper")
+	if len(args) > 0 && args[0] == "ctl" {
+		signals.Release() // a one-shot command: Ctrl-C ends it
+		return ctl.Main(args[1:], stdout, os.Stderr)
+	}
 	check := len(args) > 0 && args[0] == "check"
 	if check {
 		args = args[1:]

@@ -3,6 +3,8 @@ package app
 import (
 	"cmp"
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 	"github.com/process-wrapper/process-wrapper/prommerge"
 	"github.com/process-wrapper/process-wrapper/wrapper/cli"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/control"
 	"github.com/process-wrapper/process-wrapper/wrapper/events"
 	"github.com/process-wrapper/process-wrapper/wrapper/health"
 	"github.com/process-wrapper/process-wrapper/wrapper/hook"
@@ -177,6 +180,15 @@ func assemble(opts *cli.Options, procs []config.Process, format relay.Format, ou
 			return nil, &startError{"cannot follow the pod (HANDLE_TERMINATION)", err, 0}
 		}
 		w.parts = append(w.parts, t)
+	}
+	ctl, err := controlAPI(opts, w.sup, met, log)
+	if err != nil {
+		stopDrain()
+		ln.Close()
+		return nil, &startError{"cannot serve the control API", err, 0}
+	}
+	if ctl != nil {
+		w.parts = append(w.parts, ctl)
 	}
 	if opts.PyroscopeURL != "" {
 		pr, err := profile.Start(opts.PyroscopeURL, log)
@@ -351,4 +363,35 @@ func runWrapper(opts *cli.Options, procs []config.Process, format relay.Format, 
 		return cmp.Or(se.code, ExitUsage)
 	}
 	return w.run()
+}
+
+// controlAPI is the control API on -control-socket (a socket that cannot
+// be made is logged, and the wrapper runs without it) and -control-address
+// (one that cannot listen is a start error); nil without either.
+func controlAPI(opts *cli.Options, sup *supervisor.Supervisor, met *metrics.Metrics, log *logline.Logger) (*control.Server, error) {
+	srv := &control.Server{Ops: sup, Usage: met.Usage, Log: log, Timeout: opts.GracefulShutdownDeadline + 10*time.Second, Token: opts.ControlToken}
+	served := false
+	if opts.ControlAddress != "" {
+		ln, err := net.Listen("tcp", opts.ControlAddress)
+		if err != nil {
+			return nil, fmt.Errorf("-control-address: %w", err)
+		}
+		srv.Serve(ln, true)
+		served = true
+		log.Warn("control API on TCP: its bearer token crosses the pod network in clear", "address", ln.Addr().String())
+	}
+	if opts.ControlSocket != "" {
+		ln, err := control.ListenUnix(opts.ControlSocket)
+		if err != nil {
+			log.Warn("no control API on a socket: it cannot be made", "socket", opts.ControlSocket, "err", err)
+		} else {
+			srv.Serve(ln, false)
+			served = true
+			log.Info("control API", "socket", opts.ControlSocket)
+		}
+	}
+	if !served {
+		return nil, nil
+	}
+	return srv, nil
 }

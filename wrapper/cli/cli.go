@@ -5,6 +5,7 @@ package cli
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -19,6 +20,10 @@ import (
 
 // Options is the parsed command line.
 type Options struct {
+	ControlSocket            string        `name:"control-socket" default:"${controlSocket}" help:"Unix socket of the control API (process-wrapper ctl), in a 0700 directory the wrapper makes; empty: none (default ${default})." placeholder:"PATH"`
+	ControlAddress           string        `name:"control-address" help:"Also serve the control API on TCP here; needs -control-token-file. The token crosses the pod network in clear." placeholder:"HOST:PORT"`
+	ControlToken             string        `kong:"-"` // read from ControlTokenFile
+	ControlTokenFile         string        `name:"control-token-file" help:"Bearer token that -control-address requires, read from this file." placeholder:"FILE"`
 	Config                   string        `name:"config" help:"Config file (YAML or JSON list of processes). Without it, the CONFIG environment variable holds the config as JSON." placeholder:"FILE"`
 	Debug                    bool          `name:"debug" help:"Log the wrapper's debug messages."`
 	EnvoyDrain               bool          `name:"envoy-drain" help:"Drain envoy (ENVOY_DRAIN_URL) when the node is preempted."`
@@ -40,6 +45,11 @@ type Options struct {
 	WaitDeadline             time.Duration `name:"wait-deadline" default:"2m0s" help:"How long -wait (and /readiness?wait) waits (default ${default})."`
 }
 
+// DefaultControlSocket is -control-socket's default: in a directory of its
+// own that the wrapper makes 0700, under /run/process-wrapper (the chart
+// mounts an emptyDir there).
+const DefaultControlSocket = "/run/process-wrapper/control/socket"
+
 // boolFlags take no value; every other long flag takes one.
 var boolFlags = map[string]bool{"dumpable": true, "debug": true, "envoy-drain": true, "shared-lock": true, "version": true, "wait": true, "help": true, "h": true}
 
@@ -58,6 +68,7 @@ func Parse(args []string, exit func(int)) (*Options, error) {
 		kong.Description("Runs several processes in one container: restarts them, probes them, relays their logs as logfmt, and tells kubelet the truth about each."),
 		kong.Exit(exit),
 		kong.Help(printHelp),
+		kong.Vars{"controlSocket": DefaultControlSocket},
 	)
 	if err != nil {
 		return nil, fmt.Errorf("command line model: %w", err)
@@ -83,6 +94,10 @@ func Parse(args []string, exit func(int)) (*Options, error) {
 		if *f.v = strings.TrimSpace(string(b)); *f.v == "" {
 			return nil, fmt.Errorf("-%s-file %s is empty", f.flag, f.file)
 		}
+	}
+	if o.ControlAddress != "" && o.ControlToken == "" {
+		// fail closed: no TCP listener without its token
+		return nil, errors.New("-control-address needs -control-token-file: a readable, non-empty file holding the bearer token")
 	}
 	return &o, nil
 }
@@ -116,6 +131,7 @@ func (o *Options) fileForms() []fileForm {
 		{"pyroscope-url", o.PyroscopeURLFile, &o.PyroscopeURL, o.PyroscopeURL != ""},
 		{"shared-lock-url", o.SharedLockURLFile, &o.SharedLockURL, o.SharedLockURL != "http://localhost:8191"},
 		{"shared-lock-token", o.SharedLockTokenFile, &o.SharedLockToken, false},
+		{"control-token", o.ControlTokenFile, &o.ControlToken, false},
 	}
 }
 

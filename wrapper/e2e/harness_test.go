@@ -71,6 +71,8 @@ type wrapper struct {
 	done chan struct{}
 	code int
 	wpid int // the wrapper's pid under unshare, once looked up
+	// socket is its control socket (-control-socket)
+	socket string
 }
 
 type opts struct {
@@ -104,7 +106,9 @@ func config(t *testing.T, yaml string) string {
 func start(t *testing.T, cfg string, o opts) *wrapper {
 	t.Helper()
 	// every wrapper gets its own port and readiness file: tests run in parallel
-	args := append([]string{"-config", cfg, "-http-address", "127.0.0.1:0", "-readiness-file", filepath.Join(t.TempDir(), "started")}, o.args...)
+	socket := filepath.Join(t.TempDir(), "control", "socket")
+	args := append([]string{"-config", cfg, "-http-address", "127.0.0.1:0", "-readiness-file", filepath.Join(t.TempDir(), "started"),
+		"-control-socket", socket}, o.args...)
 	bin := wrapperBin
 	if o.bin != "" {
 		bin = o.bin
@@ -126,7 +130,7 @@ func start(t *testing.T, cfg string, o opts) *wrapper {
 	if o.stderr != nil {
 		cmd.Stderr = o.stderr
 	}
-	w := &wrapper{t: t, cmd: cmd, done: make(chan struct{})}
+	w := &wrapper{t: t, cmd: cmd, done: make(chan struct{}), socket: socket}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

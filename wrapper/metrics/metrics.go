@@ -187,6 +187,23 @@ func (m *Metrics) Orphan(pid int, ru *syscall.Rusage) {
 	m.tree.orphan(pid, cpuSeconds(ru.Utime, ru.Stime))
 }
 
+// Usage is what one process's tree uses, as /metrics reports it.
+type Usage struct {
+	CPUSeconds float64 // since the wrapper started, the exited members included
+	RSSBytes   float64
+	Processes  int
+}
+
+// Usage reads every process's tree from /proc now.
+func (m *Metrics) Usage() map[string]Usage {
+	sums, _ := m.tree.usage()
+	out := make(map[string]Usage, len(sums))
+	for name, t := range sums {
+		out[name] = Usage{CPUSeconds: t.cpu, RSSBytes: t.rss, Processes: t.n}
+	}
+	return out
+}
+
 // RegisterLogger adds the count of the wrapper's own log lines dropped
 // while its stdout was blocked.
 func RegisterLogger(reg prometheus.Registerer, log *logline.Logger) {

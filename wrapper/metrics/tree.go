@@ -86,6 +86,19 @@ type treeSums struct {
 }
 
 func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
+	sums, failures := c.usage()
+	for name, t := range sums {
+		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, t.cpu, name)
+		ch <- prometheus.MustNewConstMetric(c.rss, prometheus.GaugeValue, t.rss, name)
+		ch <- prometheus.MustNewConstMetric(c.pss, prometheus.GaugeValue, t.pss, name)
+		ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, float64(t.n), name)
+	}
+	ch <- prometheus.MustNewConstMetric(c.readErrs, prometheus.CounterValue, failures)
+}
+
+// usage reads the trees from /proc: each process's sums, and how many
+// readings of /proc failed so far.
+func (c *treeCollector) usage() (map[string]*treeSums, float64) {
 	view, _ := c.st.Watch()
 	sums := make(map[string]*treeSums, len(view.Procs))
 	owner := map[int]string{} // main pid -> process
@@ -135,13 +148,7 @@ func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
 		c.last[name] = t.cpu
 	}
 	c.mu.Unlock()
-	for name, t := range sums {
-		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, t.cpu, name)
-		ch <- prometheus.MustNewConstMetric(c.rss, prometheus.GaugeValue, t.rss, name)
-		ch <- prometheus.MustNewConstMetric(c.pss, prometheus.GaugeValue, t.pss, name)
-		ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, float64(t.n), name)
-	}
-	ch <- prometheus.MustNewConstMetric(c.readErrs, prometheus.CounterValue, failures)
+	return sums, failures
 }
 
 // treeOf returns the process whose tree m is in, or "": m is a main pid,

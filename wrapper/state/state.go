@@ -30,6 +30,7 @@ type Process struct {
 	Pid      int
 	Restarts int
 	ExitCode int       // of the last exit; -1 before any
+	ExitedAt time.Time // of the last exit; zero before any
 	Since    time.Time // when Phase was entered
 	Reason   string    // why the process is in Phase, for people
 	// Suspended: its main pid is stopped by a signal (SIGSTOP, SIGTSTP...)

@@ -113,7 +113,8 @@ func (s *Supervisor) find(name string) (*runner, error) {
 }
 
 // act checks that the wrapper is not shutting down, serialises the actions
-// on one process, and tells the observer who asked.
+// on one process, logs who asked, and tells the observer of each action
+// that was done.
 func (s *Supervisor) act(r *runner, action, by string, f func() error) error {
 	r.ctlMu.Lock()
 	defer r.ctlMu.Unlock()
@@ -121,8 +122,12 @@ func (s *Supervisor) act(r *runner, action, by string, f func() error) error {
 		return ErrShuttingDown
 	}
 	s.opt.Log.Info("control request", "process", r.p.Name, "action", action, "by", by)
+	if err := f(); err != nil {
+		s.opt.Log.Warn("control request failed", "process", r.p.Name, "action", action, "by", by, "err", err)
+		return err
+	}
 	s.emit(&events.Event{Kind: events.ControlAction, Process: r.p.Name, Reason: action + " by " + by})
-	return f()
+	return nil
 }
 
 // StopProcess stops process name as the shutdown would (preStop, stop
@@ -142,6 +147,11 @@ func (s *Supervisor) StopProcess(ctx context.Context, name string, dependents bo
 	return s.act(r, action, by, func() error {
 		if !dependents {
 			return s.stopOne(ctx, r, by, true)
+		}
+		// X already stopped by request is fine here: its dependents are
+		// what is left to stop
+		if p, _ := s.opt.State.Get(name); !p.Held && !s.active(r) {
+			return &ConflictError{fmt.Sprintf("%s is not running: %s", name, p.Phase)}
 		}
 		return s.stopTree(ctx, r, by)
 	})
@@ -202,7 +212,7 @@ func (s *Supervisor) stopTree(ctx context.Context, r *runner, by string) error {
 				continue
 			}
 			n++
-			go func() { errs <- s.stopOne(ctx, x, by, x == r) }()
+			go func() { errs <- s.stopOne(ctx, x, by, false) }()
 		}
 		var first error
 		for range n {
@@ -232,6 +242,9 @@ func (s *Supervisor) StartProcess(ctx context.Context, name, by string) error {
 
 func (s *Supervisor) startOne(ctx context.Context, r *runner) error {
 	p, _ := s.opt.State.Get(r.p.Name)
+	r.mu.Lock()
+	runs := r.runs
+	r.mu.Unlock()
 	switch {
 	case p.Held:
 		r.mu.Lock()
@@ -248,8 +261,21 @@ func (s *Supervisor) startOne(ctx context.Context, r *runner) error {
 			return ErrShuttingDown
 		}
 	}
+	// until it runs (a run began), waits (for a dependency or its lock,
+	// with the reason), or could not start (failed, backoff)
 	return s.await(ctx, r, func(p state.Process) bool {
-		return !p.Held && p.Phase != state.Stopped && p.Phase != state.Completed && p.Phase != state.Failed
+		r.mu.Lock()
+		ran := r.runs > runs
+		r.mu.Unlock()
+		switch {
+		case p.Held:
+			return false
+		case ran:
+			return p.Phase != state.Starting
+		case p.Phase == state.Pending || p.Phase == state.Starting:
+			return p.Reason != ""
+		}
+		return p.Phase == state.Failed || p.Phase == state.Backoff
 	})
 }
 
@@ -333,6 +359,7 @@ func (s *Supervisor) revive(r *runner) bool {
 	r.restarts = nil
 	r.mu.Unlock()
 	r.reopenDown()
+	s.opt.State.Update(r.p.Name, func(p *state.Process) { p.Phase, p.Reason = state.Pending, "" })
 	s.goRun(r)
 	return true
 }

@@ -491,7 +491,8 @@ func (r *runner) exited(pid int, e *reaper.Exit, stopped bool, began time.Time) 
 	r.mu.Lock()
 	r.pid = 0
 	r.mu.Unlock()
-	r.setState(func(p *state.Process) { p.Suspended = false })
+	code := e.Code()
+	r.setState(func(p *state.Process) { p.Suspended, p.ExitCode, p.ExitedAt = false, code, time.Now() })
 	level := r.log().Info
 	if e.Code() != 0 && !stopped {
 		level = r.log().Warn

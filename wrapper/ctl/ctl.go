@@ -1,0 +1,361 @@
+// Package ctl is `process-wrapper ctl`, the control API's client in the
+// wrapper's own binary: it works in an image with no shell and no curl
+// (kubectl exec POD -c app -- /process-wrapper/process-wrapper ctl status).
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/process-wrapper/process-wrapper/internal/service"
+	"github.com/process-wrapper/process-wrapper/wrapper/cli"
+	"github.com/process-wrapper/process-wrapper/wrapper/control"
+)
+
+// Exit codes.
+const (
+	ExitFailed = 1 // the action failed, or no wrapper answers
+	ExitUsage  = 2
+)
+
+type options struct {
+	Socket    string        `name:"socket" default:"${socket}" help:"The wrapper's control socket (its -control-socket; default ${default})." placeholder:"PATH"`
+	Address   string        `name:"address" help:"The wrapper's -control-address (TCP), instead of the socket; needs -token-file." placeholder:"HOST:PORT"`
+	TokenFile string        `name:"token-file" help:"File holding the bearer token of -address (the wrapper's -control-token-file)." placeholder:"FILE"`
+	Output    string        `name:"output" short:"o" enum:"table,json" default:"table" help:"table (for people) or json (the API's objects)."`
+	Timeout   time.Duration `name:"timeout" default:"2m" help:"How long to wait for an action (a stop waits for the process's preStop and its exit)."`
+
+	Status  statusCmd `cmd:"" help:"Every process, or one in detail."`
+	Start   nameCmd   `cmd:"" help:"Start a process stopped by request, or one that has ended (it waits for its dependsOn)."`
+	Stop    stopCmd   `cmd:"" help:"Stop a process (preStop, stop signal, SIGKILL at the deadline); it stays stopped until start."`
+	Restart nameCmd   `cmd:"" help:"Stop a process, then start it."`
+	Signal  signalCmd `cmd:"" help:"Send a signal to a process's main pid."`
+}
+
+type statusCmd struct {
+	Name string `arg:"" optional:"" help:"A process: show it in detail."`
+}
+
+type nameCmd struct {
+	Name string `arg:"" help:"The process."`
+}
+
+type stopCmd struct {
+	Name       string `arg:"" help:"The process."`
+	Dependents bool   `name:"dependents" help:"Stop the processes that depend on it first, in reverse order."`
+}
+
+type signalCmd struct {
+	Name   string `arg:"" help:"The process."`
+	Signal string `arg:"" help:"The signal: SIGHUP, HUP or 1."`
+}
+
+var boolFlags = map[string]bool{"dependents": true, "help": true, "h": true}
+
+// Main runs `ctl` with args (after "ctl") and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	var o options
+	exit := -1
+	p, err := kong.New(&o, kong.Name("process-wrapper ctl"),
+		kong.Description("Operates the wrapper of this container through its control API."),
+		kong.Vars{"socket": cli.DefaultControlSocket},
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exit = code }))
+	if err != nil {
+		fmt.Fprintln(stderr, "ctl:", err)
+		return ExitUsage
+	}
+	kctx, err := p.Parse(service.NormalizeFlags(args, func(n string) bool { return boolFlags[n] }))
+	if exit >= 0 {
+		return exit // -help
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "ctl:", err)
+		return ExitUsage
+	}
+	c, err := o.client()
+	if err != nil {
+		fmt.Fprintln(stderr, "ctl:", err)
+		return ExitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
+	defer cancel()
+	var proc control.Process
+	switch cmd := kctx.Command(); cmd {
+	case "status":
+		var list control.List
+		if err = c.call(ctx, http.MethodGet, "/v1/processes", nil, &list); err == nil {
+			return o.printList(stdout, list.Processes)
+		}
+	case "status <name>":
+		if err = c.call(ctx, http.MethodGet, "/v1/processes/"+url.PathEscape(o.Status.Name), nil, &proc); err == nil {
+			return o.printOne(stdout, proc)
+		}
+	case "start <name>", "restart <name>":
+		verb := strings.Fields(cmd)[0]
+		name := o.Start.Name
+		if verb == "restart" {
+			name = o.Restart.Name
+		}
+		if err = c.call(ctx, http.MethodPost, "/v1/processes/"+url.PathEscape(name)+"/"+verb, nil, &proc); err == nil {
+			return o.printDone(stdout, verb, proc)
+		}
+	case "stop <name>":
+		path := "/v1/processes/" + url.PathEscape(o.Stop.Name) + "/stop"
+		if o.Stop.Dependents {
+			path += "?dependents=true"
+		}
+		if err = c.call(ctx, http.MethodPost, path, nil, &proc); err == nil {
+			return o.printDone(stdout, "stop", proc)
+		}
+	case "signal <name> <signal>":
+		if err = c.call(ctx, http.MethodPost, "/v1/processes/"+url.PathEscape(o.Signal.Name)+"/signal", control.SignalRequest{Signal: o.Signal.Signal}, &proc); err == nil {
+			return o.printDone(stdout, "signal "+o.Signal.Signal, proc)
+		}
+	default:
+		fmt.Fprintln(stderr, "ctl: unknown command", cmd)
+		return ExitUsage
+	}
+	fmt.Fprintln(stderr, "ctl:", err)
+	return ExitFailed
+}
+
+// client talks to the socket, or to -address with the token.
+type client struct {
+	http  *http.Client
+	base  string
+	token string
+	where string // for errors
+}
+
+func (o *options) client() (*client, error) {
+	if o.Address != "" {
+		if o.TokenFile == "" {
+			return nil, errors.New("-address needs -token-file")
+		}
+		b, err := os.ReadFile(o.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("-token-file: %w", err)
+		}
+		token := strings.TrimSpace(string(b))
+		if token == "" {
+			return nil, fmt.Errorf("-token-file %s is empty", o.TokenFile)
+		}
+		return &client{http: &http.Client{}, base: "http://" + o.Address, token: token, where: o.Address}, nil
+	}
+	socket := o.Socket
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}}
+	return &client{http: &http.Client{Transport: tr}, base: "http://wrapper", where: socket}, nil
+}
+
+// call sends one request and decodes the answer into out, or returns the
+// API's error.
+func (c *client) call(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("no wrapper answers at %s: %w", c.where, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("reading the answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e control.Error
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s (%d)", e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("the answer is not the API's: %w", err)
+	}
+	return nil
+}
+
+func (o *options) printList(w io.Writer, procs []control.Process) int {
+	if o.Output == "json" {
+		return printJSON(w, control.List{Processes: procs})
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tREADY\tPID\tRUN\tRESTARTS\tUPTIME\tLAST EXIT\tCPU\tMEMORY\tREASON")
+	for _, p := range procs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, yesNo(p.Ready), dash(p.Pid), p.Run, p.Restarts,
+			uptime(p), lastExit(p), cpu(p), memory(p), oneLine(why(p)))
+	}
+	tw.Flush()
+	return 0
+}
+
+func (o *options) printOne(w io.Writer, p control.Process) int {
+	if o.Output == "json" {
+		return printJSON(w, p)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row("name", p.Name)
+	state := p.State
+	if p.Held {
+		state += " (stopped by request)"
+	}
+	row("state", state+" since "+p.Since.Local().Format(time.RFC3339))
+	if p.Reason != "" {
+		row("reason", p.Reason)
+	}
+	row("ready", yesNo(p.Ready)+notReady(p))
+	row("live", yesNo(p.Live))
+	row("pid", dash(p.Pid))
+	row("run", fmt.Sprintf("%d (restarts %d)", p.Run, p.Restarts))
+	row("uptime", uptime(p))
+	row("last exit", lastExit(p))
+	row("cpu", cpu(p))
+	row("memory", fmt.Sprintf("%s (%d processes in its tree)", memory(p), p.Tree))
+	if p.Essential {
+		row("essential", "yes")
+	}
+	for _, pr := range p.Probes {
+		res := "passing"
+		if !pr.OK {
+			res = "failing"
+		}
+		if pr.Checks == 0 {
+			res = "not checked yet"
+		}
+		if pr.Reason != "" {
+			res += ": " + pr.Reason
+		}
+		row(pr.Type+" probe", fmt.Sprintf("%s, %s (%d checks)", pr.Kind, res, pr.Checks))
+	}
+	for _, e := range p.DependsOn {
+		met := "not met"
+		if e.Met {
+			met = "met"
+		}
+		row("depends on", fmt.Sprintf("%s (%s): %s", e.Name, e.Condition, met))
+	}
+	if len(p.Dependents) > 0 {
+		row("dependents", strings.Join(p.Dependents, ", "))
+	}
+	tw.Flush()
+	return 0
+}
+
+func (o *options) printDone(w io.Writer, verb string, p control.Process) int {
+	if o.Output == "json" {
+		return printJSON(w, p)
+	}
+	state := p.State
+	if p.Pid > 0 {
+		state += fmt.Sprintf(" (pid %d)", p.Pid)
+	}
+	if p.Reason != "" {
+		state += ": " + p.Reason
+	}
+	fmt.Fprintf(w, "%s %s: %s\n", verb, p.Name, state)
+	return 0
+}
+
+func printJSON(w io.Writer, v any) int {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return ExitFailed
+	}
+	return 0
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func dash(pid int) string {
+	if pid == 0 {
+		return "-"
+	}
+	return fmt.Sprint(pid)
+}
+
+func uptime(p control.Process) string {
+	if p.UptimeSeconds == 0 {
+		return "-"
+	}
+	return time.Duration(p.UptimeSeconds * float64(time.Second)).Round(time.Second).String()
+}
+
+func lastExit(p control.Process) string {
+	if p.LastExit == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d, %s ago", p.LastExit.Code, time.Since(p.LastExit.At).Round(time.Second))
+}
+
+func cpu(p control.Process) string { return fmt.Sprintf("%.2fs", p.CPUSeconds) }
+
+func memory(p control.Process) string {
+	if p.MemoryBytes == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fMiB", p.MemoryBytes/(1<<20))
+}
+
+func why(p control.Process) string {
+	if p.Reason != "" {
+		return p.Reason
+	}
+	return p.NotReady
+}
+
+func notReady(p control.Process) string {
+	if p.Ready || p.NotReady == "" {
+		return ""
+	}
+	return " (" + p.NotReady + ")"
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return s
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -195,6 +196,42 @@ func logsOf(t *testing.T, ns, pod, container string, previous bool) []map[string
 	if err != nil {
 		t.Fatalf("logs of %s: %v", pod, err)
 	}
+	return parseLogs(t, pod, b)
+}
+
+// following streams a container's log from its start until its end: the
+// log of a container that kubelet removes soon after its end (a deleted
+// pod's) is read while it runs. The function returned waits for the end.
+func following(t *testing.T, ns, pod, container string) func() []map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	rc, err := client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Follow: true}).Stream(ctx)
+	if err != nil {
+		cancel()
+		t.Fatalf("following the logs of %s: %v", pod, err)
+	}
+	read := make(chan []byte, 1)
+	// owned by the function returned, which waits for it
+	go func() {
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		read <- b
+	}()
+	return func() []map[string]string {
+		t.Helper()
+		defer cancel()
+		select {
+		case b := <-read:
+			return parseLogs(t, pod, b)
+		case <-time.After(30 * time.Second):
+			cancel() // the stream did not end with the container
+			return parseLogs(t, pod, <-read)
+		}
+	}
+}
+
+func parseLogs(t *testing.T, pod string, b []byte) []map[string]string {
+	t.Helper()
 	var lines []map[string]string
 	d := logfmt.NewDecoder(bytes.NewReader(b))
 	for d.ScanRecord() {
@@ -272,9 +309,10 @@ func finalize(t *testing.T, ns, pod string) {
 // deleteAndWait deletes pod, kept by a test finalizer, and waits until the
 // container has terminated; it returns when the deletion was asked for and
 // the pod then.
-func deleteAndWait(t *testing.T, ns string, pod *corev1.Pod, container string) (time.Time, *corev1.Pod) {
+func deleteAndWait(t *testing.T, ns string, pod *corev1.Pod, container string) (time.Time, *corev1.Pod, []map[string]string) {
 	t.Helper()
 	finalize(t, ns, pod.Name)
+	logs := following(t, ns, pod.Name, container)
 	deleted := time.Now()
 	if err := client.CoreV1().Pods(ns).Delete(context.Background(), pod.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -282,5 +320,5 @@ func deleteAndWait(t *testing.T, ns string, pod *corev1.Pod, container string) (
 	p := waitPod(t, ns, time.Minute, "the "+container+" container to terminate", func(p *corev1.Pod) bool {
 		return p.Name == pod.Name && containerStatus(p, container).State.Terminated != nil
 	})
-	return deleted, p
+	return deleted, p, logs()
 }

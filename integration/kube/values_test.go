@@ -125,10 +125,10 @@ func TestPodValues(t *testing.T) {
 
 	// deletion: kubelet runs the 2 s preStop sleep, then sends SIGTERM; the
 	// wrapper's deadline, 5 s, kills the stubborn process
-	deleted, pod := deleteAndWait(t, ns, pod, "shop")
+	deleted, pod, lines := deleteAndWait(t, ns, pod, "shop")
 	term := containerStatus(pod, "shop").State.Terminated
 	var termAt time.Time // the wrapper's SIGTERM
-	for _, l := range logsOf(t, ns, pod.Name, "shop", false) {
+	for _, l := range lines {
 		if l["app"] == "process-wrapper" && l["msg"] == "shutting down" {
 			termAt, _ = time.Parse(time.RFC3339Nano, l["ts"])
 		}

@@ -79,7 +79,7 @@ func TestPodDeletion(t *testing.T) {
 			vals["wrapper"].(map[string]any)["gracefulShutdownDeadline"] = c.given
 			install(t, ns, vals)
 			pod := waitPod(t, ns, 2*time.Minute, "the pod to be Ready", ready)
-			deleted, pod := deleteAndWait(t, ns, pod, "app")
+			deleted, pod, l := deleteAndWait(t, ns, pod, "app")
 			term := appStatus(pod).State.Terminated
 			if term.ExitCode != 137 {
 				t.Errorf("exit code %d recorded by kubelet, want 137 (the stubborn process killed at the deadline): %s", term.ExitCode, describe(pod))
@@ -90,7 +90,6 @@ func TestPodDeletion(t *testing.T) {
 			}
 			// from the SIGTERM on (kubelet takes a moment to act on the
 			// deletion); kubelet's times have a resolution of a second
-			l := logs(t, ns, pod.Name, false)
 			var sigterm time.Time
 			for _, line := range l {
 				if line["app"] == "process-wrapper" && line["msg"] == "shutting down" {
@@ -176,4 +175,61 @@ func TestLivenessFailure(t *testing.T) {
 	if !has(logs(t, ns, pod.Name, true), "app", "process-wrapper", "msg", "exiting", "code", "3") {
 		t.Error("the previous run's logs lack the wrapper's exiting code=3 line")
 	}
+}
+
+// process-wrapper ctl through kubectl exec, in an image with no shell
+// tools of the wrapper's own: status, then a stop kubelet sees as the
+// pod not Ready, and must not undo (the stopped process stays live, so
+// kubelet's liveness probe passes and the container is not restarted);
+// then a start makes the pod Ready again.
+func TestCtlInPod(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	install(t, ns, values(`- name: web
+  command: ["sh", "-c", "mkdir -p /tmp/www && echo ok > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"]
+  readiness: {http: {port: 8080, path: /index.html}, periodSeconds: 1}
+- name: worker
+  command: ["sh", "-c", "trap 'echo worker stops; exit 0' TERM; while true; do sleep 0.2; done"]
+`, 12))
+	pod := waitPod(t, ns, 2*time.Minute, "the pod to be Ready", ready)
+	ctl := func(args ...string) string {
+		t.Helper()
+		out, errOut, err := execIn(t, ns, pod.Name, append([]string{"/process-wrapper/process-wrapper", "ctl"}, args...)...)
+		if err != nil {
+			t.Fatalf("kubectl exec ... ctl %q: %v, stdout %q, stderr %q", args, err, out, errOut)
+		}
+		return out
+	}
+	status := ctl("status")
+	for _, want := range []string{"NAME", "web", "worker", "running"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("ctl status lacks %q:\n%s", want, status)
+		}
+	}
+	t.Logf("kubectl exec %s -c app -- /process-wrapper/process-wrapper ctl status:\n%s", pod.Name, status)
+	if out := ctl("stop", "worker"); !strings.HasPrefix(out, "stop worker: stopped: stopped by request of uid ") {
+		t.Errorf("ctl stop worker: %q", out)
+	}
+	waitPod(t, ns, 30*time.Second, "the pod to be NotReady", func(p *corev1.Pod) bool { return !ready(p) })
+	// kubelet's liveness window passes without a restart
+	var live *corev1.Probe
+	for _, c := range pod.Spec.Containers {
+		if c.Name == "app" {
+			live = c.LivenessProbe
+		}
+	}
+	window := time.Duration(live.PeriodSeconds*live.FailureThreshold+2) * time.Second
+	if waitfor.Poll(window, func() bool {
+		p, err := client.CoreV1().Pods(ns).Get(context.Background(), pod.Name, metav1.GetOptions{})
+		return err == nil && appStatus(p).RestartCount > 0
+	}) {
+		t.Fatalf("kubelet restarted the container within its liveness window (%s) after ctl stop", window)
+	}
+	if !has(logs(t, ns, pod.Name, false), "app", "worker", "msg", "worker stops") {
+		t.Error("the worker's stop line is not in the logs")
+	}
+	if out := ctl("start", "worker"); !strings.HasPrefix(out, "start worker: running (pid ") {
+		t.Errorf("ctl start worker: %q", out)
+	}
+	waitPod(t, ns, 30*time.Second, "the pod to be Ready again", ready)
 }

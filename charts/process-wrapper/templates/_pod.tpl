@@ -75,6 +75,11 @@ spec:
         {{- if $w.debug }}
         - -debug
         {{- end }}
+        {{- if $w.controlSocket }}
+        - -control-socket=/run/process-wrapper/control/socket
+        {{- else }}
+        - -control-socket=
+        {{- end }}
         {{- if and $w.preemption.enabled $w.preemption.envoyDrain }}
         - -envoy-drain
         {{- end }}
@@ -170,12 +175,21 @@ spec:
         {{- if .Values.sharedLock.tokenSecret }}
         - {name: shared-lock-token, mountPath: /var/run/shared-lock, readOnly: true}
         {{- end }}
+        {{- if $w.controlSocket }}
+        # the control socket's own emptyDir: the binary's stays read-only, as
+        # a child able to write there could replace the next PID 1's binary
+        - {name: control, mountPath: /run/process-wrapper}
+        {{- end }}
     {{- with .Values.workload.extraContainers }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
   volumes:
     - name: process-wrapper
       emptyDir: {sizeLimit: 64Mi}
+    {{- if $w.controlSocket }}
+    - name: control
+      emptyDir: {medium: Memory, sizeLimit: 1Mi}
+    {{- end }}
     - name: config
       configMap: {name: {{ include "pw.name" (dict "root" . "suffix" "config") }}}
     - name: podinfo

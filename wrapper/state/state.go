@@ -151,14 +151,13 @@ func New(names []string) *Store {
 	return s
 }
 
-// Update changes the status of process name with f, wakes every waiter
-// and returns the new status.
-func (s *Store) Update(name string, f func(p *Process)) Process {
+// Update changes the status of process name with f and wakes every waiter.
+func (s *Store) Update(name string, f func(p *Process)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i, ok := s.index[name]
 	if !ok {
-		return Process{}
+		return
 	}
 	p := &s.procs[i]
 	before := p.Phase
@@ -171,7 +170,6 @@ func (s *Store) Update(name string, f func(p *Process)) Process {
 	s.unstarted += u - unstarted
 	s.notReady += n - notReady
 	s.notifyLocked()
-	return *p
 }
 
 // counts is how p adds to the summary's counts.

@@ -91,7 +91,7 @@ func (r *runner) hold(groups []int) bool {
 // deadline.
 //
 //go:noinline
-func (r *runner) stopRequestedRun(pid int, exitCh <-chan reaper.Exit) reaper.Exit {
+func (r *runner) stopRequestedRun(pid int, exitCh <-chan reaper.Exit, e *reaper.Exit) {
 	r.mu.Lock()
 	by := r.stopBy
 	r.mu.Unlock()
@@ -99,7 +99,7 @@ func (r *runner) stopRequestedRun(pid int, exitCh <-chan reaper.Exit) reaper.Exi
 	r.setState(func(p *state.Process) { p.Phase, p.Reason = state.Stopping, "stopping by request of "+by })
 	timer := time.NewTimer(r.sup.opt.Deadline)
 	defer timer.Stop()
-	return r.stop(pid, exitCh, timer.C)
+	*e = r.stop(pid, exitCh, timer.C)
 }
 
 // find returns the runner of process name.

@@ -68,22 +68,19 @@ func link(runners []*runner) {
 }
 
 // setState changes the process's status, and wakes its dependents when
-// what they wait for changed.
+// what they wait for changed. (The conditions are read inside the update:
+// a copy of the status would be on the stack of every runner, whose
+// goroutine parks for the life of its process.)
 func (r *runner) setState(f func(p *state.Process)) {
-	p := r.sup.opt.State.Update(r.p.Name, f)
 	if len(r.dependents) == 0 {
+		r.sup.opt.State.Update(r.p.Name, f)
 		return
 	}
-	ready, _ := p.Ready()
-	c := conds{
-		started:   p.Phase == state.Running || p.Phase == state.Stopping || p.Phase == state.Completed,
-		ready:     ready && (p.Phase == state.Running || p.Phase == state.Completed),
-		final:     p.Phase == state.Completed || p.Phase == state.Failed,
-		succeeded: p.Phase == state.Completed,
-	}
-	if c.final {
-		c.code = p.ExitCode
-	}
+	var c conds
+	r.sup.opt.State.Update(r.p.Name, func(p *state.Process) {
+		f(p)
+		c = condsOf(p)
+	})
 	r.cmu.Lock()
 	changed := c != r.conds
 	r.conds = c
@@ -96,6 +93,21 @@ func (r *runner) setState(f func(p *state.Process)) {
 			}
 		}
 	}
+}
+
+// condsOf is what dependents can wait for in status p.
+func condsOf(p *state.Process) conds {
+	ready, _ := p.Ready()
+	c := conds{
+		started:   p.Phase == state.Running || p.Phase == state.Stopping || p.Phase == state.Completed,
+		ready:     ready && (p.Phase == state.Running || p.Phase == state.Completed),
+		final:     p.Phase == state.Completed || p.Phase == state.Failed,
+		succeeded: p.Phase == state.Completed,
+	}
+	if c.final {
+		c.code = p.ExitCode
+	}
+	return c
 }
 
 // check tells whether the edge is met now, or can never be met (why).
@@ -231,10 +243,10 @@ func (r *runner) reopenDown() {
 }
 
 // awaitDependents holds the stop of a running process at the shutdown
-// until every process that depends on it has exited. It returns the
-// process's exit if it came first (done true), or at the deadline SIGKILLs
-// its group and returns that exit.
-func (r *runner) awaitDependents(pid int, exitCh <-chan reaper.Exit) (reaper.Exit, bool) {
+// until every process that depends on it has exited. When the process's
+// exit comes first, or the deadline (its group is then SIGKILLed), it
+// writes that exit into e and returns true.
+func (r *runner) awaitDependents(pid int, exitCh <-chan reaper.Exit, e *reaper.Exit) bool {
 	for _, d := range r.dependents {
 		down := d.downChan()
 		select {
@@ -247,13 +259,14 @@ func (r *runner) awaitDependents(pid int, exitCh <-chan reaper.Exit) (reaper.Exi
 		})
 		select {
 		case <-down:
-		case e := <-exitCh:
-			return e, true
+		case *e = <-exitCh:
+			return true
 		case <-r.sup.kill:
-			return r.kill(pid, exitCh), true
+			*e = r.kill(pid, exitCh)
+			return true
 		}
 	}
-	return reaper.Exit{}, false
+	return false
 }
 
 // runningDependents names the dependents that have not exited yet.

@@ -122,29 +122,11 @@ func (r *runner) run() {
 	delay := s.opt.Backoff.Initial
 	restarts, lastCode, lastBad := 0, 0, 0
 	for {
-		select {
-		case <-s.stopping:
-			r.neverStarted(restarts, lastCode, "wrapper shut down before start")
-			return
-		case <-r.stopRequested():
-			if !r.hold(nil) {
-				return
-			}
+		switch r.gate(restarts, lastCode, lastBad) {
+		case again:
 			continue
-		default:
-		}
-		if len(r.deps) > 0 {
-			why, stopped, held := r.awaitDeps()
-			switch {
-			case stopped:
-				r.neverStarted(restarts, lastCode, "wrapper shut down while waiting for its dependencies")
-				return
-			case held:
-				continue // the loop's top holds it
-			case why != "":
-				r.failedForGood(cmp.Or(lastBad, 1), why)
-				return
-			}
+		case end:
+			return
 		}
 		r.setState(func(p *state.Process) { p.Phase, p.Restarts = state.Starting, restarts })
 		var lease *lockclient.Lease
@@ -196,61 +178,119 @@ func (r *runner) run() {
 			r.ended(code, groups)
 			return
 		}
-		if spent := r.spendRestart(cmp.Or(lastBad, 1)); spent != "" {
-			r.keepLeftovers(groups)
-			r.failedForGood(cmp.Or(lastBad, 1), spent)
-			return
-		}
 		if ran >= s.opt.Backoff.ResetAfter {
 			delay = s.opt.Backoff.Initial
 		}
-		r.restarting(code, delay, restarts, why)
-		// the next run starts once the backoff is over and what the last
-		// run left in its group has ended (stop signal now, SIGKILL at the
-		// deadline)
-		leftDone := make(chan struct{})
-		if l := r.stopLeftovers(groups); len(l.pgids) > 0 {
-			go func() {
-				defer close(leftDone)
-				grace := time.NewTimer(s.opt.Deadline)
-				defer grace.Stop()
-				s.awaitGroups(l, grace.C)
-				r.setState(func(p *state.Process) { p.Leftovers = 0 })
-			}()
-		} else {
-			close(leftDone)
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-r.startCh: // started by request: no more backoff
-			t.Stop()
-		case <-r.stopRequested():
-			t.Stop()
-			<-leftDone
-			if !r.hold(nil) {
-				return
-			}
+		switch r.backoff(code, lastBad, delay, restarts, why, groups) {
+		case again:
 			continue
-		case <-s.stopping:
-			t.Stop()
-			<-leftDone // the shutdown's deadline bounds it
-			// its last run is how it ended
-			s.record(code)
-			r.setState(func(p *state.Process) { p.Phase, p.Reason = state.Stopped, "stopped at shutdown during backoff" })
+		case end:
 			return
-		}
-		select {
-		case <-leftDone:
-		default:
-			r.setState(func(p *state.Process) {
-				p.Reason = fmt.Sprintf("exited %d, restarting once what its last run left in its process group has ended", code)
-			})
-			<-leftDone
 		}
 		restarts++
 		delay = min(2*delay, s.opt.Backoff.Max)
 	}
+}
+
+// backoff is what comes between a run that exited and the next: the
+// restart budget, then the delay, during which what the last run left in
+// its group is stopped; a stop request holds the process, a start request
+// ends the delay.
+//
+//go:noinline
+func (r *runner) backoff(code, lastBad int, delay time.Duration, restarts int, why string, groups []int) int {
+	s := r.sup
+	if spent := r.spendRestart(cmp.Or(lastBad, 1)); spent != "" {
+		r.keepLeftovers(groups)
+		r.failedForGood(cmp.Or(lastBad, 1), spent)
+		return end
+	}
+	r.restarting(code, delay, restarts, why)
+	// the next run starts once the backoff is over and what the last
+	// run left in its group has ended (stop signal now, SIGKILL at the
+	// deadline)
+	leftDone := make(chan struct{})
+	if l := r.stopLeftovers(groups); len(l.pgids) > 0 {
+		go func() {
+			defer close(leftDone)
+			grace := time.NewTimer(s.opt.Deadline)
+			defer grace.Stop()
+			s.awaitGroups(l, grace.C)
+			r.setState(func(p *state.Process) { p.Leftovers = 0 })
+		}()
+	} else {
+		close(leftDone)
+	}
+	t := time.NewTimer(delay)
+	select {
+	case <-t.C:
+	case <-r.startCh: // started by request: no more backoff
+		t.Stop()
+	case <-r.stopRequested():
+		t.Stop()
+		<-leftDone
+		if !r.hold(nil) {
+			return end
+		}
+		return again
+	case <-s.stopping:
+		t.Stop()
+		<-leftDone // the shutdown's deadline bounds it
+		// its last run is how it ended
+		s.record(code)
+		r.setState(func(p *state.Process) { p.Phase, p.Reason = state.Stopped, "stopped at shutdown during backoff" })
+		return end
+	}
+	select {
+	case <-leftDone:
+	default:
+		r.setState(func(p *state.Process) {
+			p.Reason = fmt.Sprintf("exited %d, restarting once what its last run left in its process group has ended", code)
+		})
+		<-leftDone
+	}
+	return proceed
+}
+
+// What gate lets a run do.
+const (
+	proceed = iota // start it
+	again          // the loop's top again (a hold ended in a start)
+	end            // the runner ends
+)
+
+// gate is what comes before each run: the shutdown, a stop request (the
+// process is held until a start), the dependsOn edges (pending until they
+// hold, or failed for good when one cannot).
+//
+//go:noinline
+func (r *runner) gate(restarts, lastCode, lastBad int) int {
+	select {
+	case <-r.sup.stopping:
+		r.neverStarted(restarts, lastCode, "wrapper shut down before start")
+		return end
+	case <-r.stopRequested():
+		if !r.hold(nil) {
+			return end
+		}
+		return again
+	default:
+	}
+	if len(r.deps) == 0 {
+		return proceed
+	}
+	why, stopped, held := r.awaitDeps()
+	switch {
+	case stopped:
+		r.neverStarted(restarts, lastCode, "wrapper shut down while waiting for its dependencies")
+		return end
+	case held:
+		return again // the loop's top holds it
+	case why != "":
+		r.failedForGood(cmp.Or(lastBad, 1), why)
+		return end
+	}
+	return proceed
 }
 
 // once starts the process and waits for its exit. It returns the exit code,
@@ -305,25 +345,23 @@ wait:
 			pid, exitCh, adopted = dpid, dch, true
 			goto wait
 		}
+	// each stop writes its exit into e: an exit returned by value would
+	// take a temporary of its own in this frame for each of them
 	case <-s.stopping:
 		stopped = true
-		r.setState(func(p *state.Process) { p.Phase = state.Stopping })
-		var done bool
-		if e, done = r.awaitDependents(pid, exitCh); !done {
-			e = r.stop(pid, exitCh, nil)
-		}
+		r.shutdownStop(pid, exitCh, &e)
 	case <-r.stopRequested():
 		cancelProbes()
 		why = events.RestartRequested
-		e = r.stopRequestedRun(pid, exitCh)
+		r.stopRequestedRun(pid, exitCh, &e)
 	case lost := <-k.lostCh():
 		cancelProbes()
 		why = events.RestartLockLost
-		e = r.lockLost(lost, pid, exitCh)
+		r.lockLost(&lost, pid, exitCh, &e)
 	case u := <-unhealthy:
 		cancelProbes()
 		why = u.cause
-		e = r.stopUnhealthy(u, pid, exitCh)
+		r.stopUnhealthy(&u, pid, exitCh, &e)
 	}
 	r.exited(pid, &e, stopped, began)
 	return e.Code(), stopped, why, groups
@@ -463,12 +501,24 @@ func (r *runner) followDaemon(ctx context.Context, parent int, groups *[]int) (i
 // the grace ends at the lease's end.
 //
 //go:noinline
-func (r *runner) lockLost(lost lostLock, pid int, exitCh <-chan reaper.Exit) reaper.Exit {
+func (r *runner) lockLost(lost *lostLock, pid int, exitCh <-chan reaper.Exit, e *reaper.Exit) {
 	r.log().Error("shared lock lost: stopping process", "process", r.p.Name, "lock", r.p.SharedLock.Name, "reason", lost.reason)
 	r.setState(func(p *state.Process) { p.Reason = "shared lock lost: " + lost.reason })
 	timer := time.NewTimer(time.Until(lost.deadline))
 	defer timer.Stop()
-	return r.stop(pid, exitCh, timer.C)
+	*e = r.stop(pid, exitCh, timer.C)
+}
+
+// shutdownStop stops the process at the shutdown, once what depends on
+// it has exited.
+//
+//go:noinline
+func (r *runner) shutdownStop(pid int, exitCh <-chan reaper.Exit, e *reaper.Exit) {
+	r.setState(func(p *state.Process) { p.Phase = state.Stopping })
+	if r.awaitDependents(pid, exitCh, e) {
+		return
+	}
+	*e = r.stop(pid, exitCh, nil)
 }
 
 // stopUnhealthy stops a process as kubelet does a container whose probe
@@ -476,12 +526,11 @@ func (r *runner) lockLost(lost lostLock, pid int, exitCh <-chan reaper.Exit) rea
 // policy decides what follows.
 //
 //go:noinline
-func (r *runner) stopUnhealthy(u restartRequest, pid int, exitCh <-chan reaper.Exit) reaper.Exit {
+func (r *runner) stopUnhealthy(u *restartRequest, pid int, exitCh <-chan reaper.Exit, e *reaper.Exit) {
 	timer := time.NewTimer(r.sup.opt.Deadline)
-	e := r.stop(pid, exitCh, timer.C)
+	*e = r.stop(pid, exitCh, timer.C)
 	timer.Stop()
 	r.log().Info("stopped unhealthy process", "process", r.p.Name, "reason", u.reason)
-	return e
 }
 
 // exited reports the end of a run.

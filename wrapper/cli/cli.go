@@ -157,6 +157,12 @@ func printHelp(options kong.HelpOptions, ctx *kong.Context) error {
 const helpEpilog = `
 Flags take one dash or two: -config f.yaml and --config f.yaml are the same.
 
+Commands:
+  process-wrapper check -config F  validate the config without starting anything; print the start order
+                                   (exit 0, or 2 with every error)
+  process-wrapper ctl ...          the control API's client: status, start, stop, restart, signal
+                                   (process-wrapper ctl -help)
+
 Environment (not passed to the processes where it configures the wrapper):
   CONFIG                           the config as JSON, when there is no -config
   LOG_FORMAT                       logfmt (default), free (lines untouched), auto (level from the line)

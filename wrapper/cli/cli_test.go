@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -30,7 +32,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Options{GracefulShutdownDeadline: 10 * time.Second, ReadinessFile: "/tmp/started", HTTPAddress: "0.0.0.0:8111",
-		SharedLockURL: "http://localhost:8191", WaitDeadline: 2 * time.Minute}
+		SharedLockURL: "http://localhost:8191", WaitDeadline: 2 * time.Minute, ControlSocket: DefaultControlSocket}
 	if !reflect.DeepEqual(*o, want) {
 		t.Errorf("defaults %+v", *o)
 	}
@@ -67,5 +69,29 @@ func TestNormalizeStopsAtTerminator(t *testing.T) {
 	}
 	if got := Normalize([]string{"-h", "-graceful-shutdown-deadline", "-1s", "-debug", "-"}); !reflect.DeepEqual(got, []string{"-h", "--graceful-shutdown-deadline", "-1s", "--debug", "-"}) {
 		t.Errorf("values and short flags must stay: %q", got)
+	}
+}
+
+func TestControlAddressNeedsToken(t *testing.T) {
+	dir := t.TempDir()
+	token, empty := filepath.Join(dir, "token"), filepath.Join(dir, "empty")
+	os.WriteFile(token, []byte(" tok3n \n"), 0o600)
+	os.WriteFile(empty, []byte("\n"), 0o600)
+	for _, c := range []struct {
+		args []string
+		want string // the error, or "" for none
+	}{
+		{[]string{"-control-address", "127.0.0.1:9"}, "-control-address needs -control-token-file"},
+		{[]string{"-control-address", "127.0.0.1:9", "-control-token-file", empty}, "is empty"},
+		{[]string{"-control-address", "127.0.0.1:9", "-control-token-file", filepath.Join(dir, "none")}, "-control-token-file: open"},
+		{[]string{"-control-address", "127.0.0.1:9", "-control-token-file", token}, ""},
+	} {
+		o, err := Parse(c.args, func(int) {})
+		switch {
+		case c.want == "" && (err != nil || o.ControlToken != "tok3n"):
+			t.Errorf("%q: %v, token %q", c.args, err, o.ControlToken)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%q: error %v, want %q", c.args, err, c.want)
+		}
 	}
 }

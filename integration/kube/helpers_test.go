@@ -247,6 +247,13 @@ func parseLogs(t *testing.T, pod string, b []byte) []map[string]string {
 	return lines
 }
 
+// webProcess is a process of the app image that serves HTTP on :8080 and
+// is ready once it does.
+const webProcess = `- name: web
+  command: ["sh", "-c", "mkdir -p /tmp/www && echo ok > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"]
+  readiness: {http: {port: 8080, path: /index.html}, periodSeconds: 1}
+`
+
 // has tells whether one of lines holds every key=value pair of kv.
 func has(lines []map[string]string, kv ...string) bool {
 	for _, l := range lines {

@@ -17,10 +17,7 @@ import (
 func TestClusterServices(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	install(t, ns, values(`- name: web
-  command: ["sh", "-c", "mkdir -p /tmp/www && echo ok > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"]
-  readiness: {http: {port: 8080, path: /index.html}, periodSeconds: 1}
-- name: api
+	install(t, ns, values(webProcess+`- name: api
   command: ["sleep", "100000"]
   readiness:
     # the serving certificate is of the cluster's CA, which the image's bundle lacks

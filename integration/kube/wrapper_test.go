@@ -22,10 +22,7 @@ import (
 func TestInjection(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	install(t, ns, values(`- name: web
-  command: ["sh", "-c", "mkdir -p /tmp/www && echo ok > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"]
-  readiness: {http: {port: 8080, path: /index.html}, periodSeconds: 1}
-- name: ticker
+	install(t, ns, values(webProcess+`- name: ticker
   command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"]
   logLabels: {team: shop, tier: web}
 - name: whoami
@@ -185,10 +182,7 @@ func TestLivenessFailure(t *testing.T) {
 func TestCtlInPod(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	install(t, ns, values(`- name: web
-  command: ["sh", "-c", "mkdir -p /tmp/www && echo ok > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"]
-  readiness: {http: {port: 8080, path: /index.html}, periodSeconds: 1}
-- name: worker
+	install(t, ns, values(webProcess+`- name: worker
   command: ["sh", "-c", "trap 'echo worker stops; exit 0' TERM; while true; do sleep 0.2; done"]
 `, 12))
 	pod := waitPod(t, ns, 2*time.Minute, "the pod to be Ready", ready)
@@ -207,9 +201,11 @@ func TestCtlInPod(t *testing.T) {
 		}
 	}
 	t.Logf("kubectl exec %s -c app -- /process-wrapper/process-wrapper ctl status:\n%s", pod.Name, status)
-	if out := ctl("stop", "worker"); !strings.HasPrefix(out, "stop worker: stopped: stopped by request of uid ") {
+	out := ctl("stop", "worker")
+	if !strings.HasPrefix(out, "stop worker: stopped: stopped by request of uid ") {
 		t.Errorf("ctl stop worker: %q", out)
 	}
+	t.Logf("ctl stop worker: %s", out)
 	waitPod(t, ns, 30*time.Second, "the pod to be NotReady", func(p *corev1.Pod) bool { return !ready(p) })
 	// kubelet's liveness window passes without a restart
 	var live *corev1.Probe

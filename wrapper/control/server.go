@@ -18,6 +18,7 @@ import (
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
 	"github.com/process-wrapper/process-wrapper/wrapper/metrics"
 	"github.com/process-wrapper/process-wrapper/wrapper/supervisor"
+	"github.com/process-wrapper/process-wrapper/wrapper/tail"
 )
 
 // Ops are the supervisor's operations the API calls.
@@ -28,6 +29,7 @@ type Ops interface {
 	StartProcess(ctx context.Context, name, by string) error
 	RestartProcess(ctx context.Context, name, by string) error
 	SignalProcess(name string, sig syscall.Signal, by string) error
+	Lines(name string) (*tail.Tail, error)
 }
 
 // Server serves the API on its listeners until its Run's ctx ends.
@@ -64,6 +66,8 @@ func (s *Server) Run(ctx context.Context) {
 			IdleTimeout:       time.Minute,
 			MaxHeaderBytes:    16 << 10,
 			ConnContext:       peerContext,
+			// a followed log ends with the API
+			BaseContext: func(net.Listener) context.Context { return ctx },
 		}
 		stop := context.AfterFunc(ctx, func() {
 			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -148,6 +152,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, by string) {
 		}
 		s.show(w, parts[0])
 	case 2:
+		if parts[1] == "logs" {
+			if method(w, r, http.MethodGet) {
+				s.logs(w, r, parts[0])
+			}
+			return
+		}
 		if !method(w, r, http.MethodPost) {
 			return
 		}
@@ -238,6 +248,69 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, name, action, by st
 		return
 	}
 	s.show(w, name)
+}
+
+// DefaultLines is how many of a process's last lines GET .../logs gives
+// without ?lines.
+const DefaultLines = 30
+
+// logs answers a process's last lines as the wrapper wrote them, and with
+// ?follow=true every line after them until the client goes away.
+func (s *Server) logs(w http.ResponseWriter, r *http.Request, name string) {
+	n, follow := DefaultLines, false
+	for k, v := range r.URL.Query() {
+		var err error
+		switch k {
+		case "lines":
+			if n, err = strconv.Atoi(v[len(v)-1]); err != nil || n < 0 {
+				fail(w, http.StatusBadRequest, fmt.Sprintf("lines=%q: want a number of lines, 0 or more", v[len(v)-1]))
+				return
+			}
+		case "follow":
+			if follow, err = strconv.ParseBool(v[len(v)-1]); err != nil {
+				fail(w, http.StatusBadRequest, fmt.Sprintf("follow=%q: want true or false", v[len(v)-1]))
+				return
+			}
+		default:
+			fail(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q (logs takes lines=N and follow=true|false)", k))
+			return
+		}
+	}
+	lines, err := s.Ops.Lines(name)
+	if err != nil {
+		failErr(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !follow {
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(lines.Last(n))
+		return
+	}
+	past, f := lines.Follow(n)
+	defer f.Stop()
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	_, _ = w.Write(past)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case b := <-f.C:
+			if d := f.Dropped(); d > 0 {
+				fmt.Fprintf(w, "level=warn app=process-wrapper msg=\"ctl logs: %d writes of %s were lost here: this reader is slower than the process\"\n", d, name)
+			}
+			if _, err := w.Write(b); err != nil {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+	}
 }
 
 func (s *Server) usage() map[string]metrics.Usage {

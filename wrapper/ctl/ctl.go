@@ -42,6 +42,13 @@ type options struct {
 	Stop    stopCmd   `cmd:"" help:"Stop a process (preStop, stop signal, SIGKILL at the deadline); it stays stopped until start."`
 	Restart nameCmd   `cmd:"" help:"Stop a process, then start it."`
 	Signal  signalCmd `cmd:"" help:"Send a signal to a process's main pid."`
+	Logs    logsCmd   `cmd:"" help:"A process's last lines as the wrapper wrote them (the last 8 KiB are kept), and with -f the lines after them."`
+}
+
+type logsCmd struct {
+	Name   string `arg:"" help:"The process."`
+	Lines  int    `name:"lines" short:"n" default:"30" help:"How many of its last lines (default ${default})."`
+	Follow bool   `name:"follow" short:"f" help:"Then print its lines as they come, until interrupted."`
 }
 
 type statusCmd struct {
@@ -62,7 +69,7 @@ type signalCmd struct {
 	Signal string `arg:"" help:"The signal: SIGHUP, HUP or 1."`
 }
 
-var boolFlags = map[string]bool{"dependents": true, "help": true, "h": true}
+var boolFlags = map[string]bool{"dependents": true, "follow": true, "help": true, "h": true}
 
 // Main runs `ctl` with args (after "ctl") and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
@@ -123,6 +130,20 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "signal <name> <signal>":
 		if err = c.call(ctx, http.MethodPost, "/v1/processes/"+url.PathEscape(o.Signal.Name)+"/signal", control.SignalRequest{Signal: o.Signal.Signal}, &proc); err == nil {
 			return o.printDone(stdout, "signal "+o.Signal.Signal, proc)
+		}
+	case "logs <name>":
+		if o.Logs.Lines < 0 {
+			fmt.Fprintln(stderr, "ctl: -lines must be 0 or more")
+			return ExitUsage
+		}
+		path := fmt.Sprintf("/v1/processes/%s/logs?lines=%d", url.PathEscape(o.Logs.Name), o.Logs.Lines)
+		if o.Logs.Follow {
+			cancel() // a follow runs until interrupted, not for -timeout
+			ctx = context.Background()
+			path += "&follow=true"
+		}
+		if err = c.stream(ctx, path, stdout); err == nil {
+			return 0
 		}
 	default:
 		fmt.Fprintln(stderr, "ctl: unknown command", cmd)
@@ -186,11 +207,7 @@ func (c *client) call(ctx context.Context, method, path string, body, out any) e
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("no wrapper answers at %s: %w", c.where, err)
+		return fmt.Errorf("no wrapper answers at %s: %w", c.where, unwrapURL(err))
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
@@ -198,16 +215,55 @@ func (c *client) call(ctx context.Context, method, path string, body, out any) e
 		return fmt.Errorf("reading the answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e control.Error
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s (%d)", e.Error, resp.StatusCode)
-		}
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+		return apiError(resp, b)
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("the answer is not the API's: %w", err)
 	}
 	return nil
+}
+
+// stream copies the text answer of a GET to w as it comes.
+func (c *client) stream(ctx context.Context, path string, w io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("no wrapper answers at %s: %w", c.where, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return apiError(resp, b)
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("the wrapper's stream ended: %w", err)
+	}
+	return nil
+}
+
+// apiError is the API's error of an answer that is not a success.
+func apiError(resp *http.Response, b []byte) error {
+	var e control.Error
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		return fmt.Errorf("%s (%d)", e.Error, resp.StatusCode)
+	}
+	return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+}
+
+// unwrapURL drops net/http's "Get URL:" around a dial error: the
+// message names the socket already.
+func unwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 func (o *options) printList(w io.Writer, procs []control.Process) int {

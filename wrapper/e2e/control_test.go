@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/process-wrapper/process-wrapper/internal/syncbuf"
 	"github.com/process-wrapper/process-wrapper/internal/waitfor"
 	"github.com/process-wrapper/process-wrapper/wrapper/control"
 )
@@ -385,5 +386,57 @@ func TestControlBadRequests(t *testing.T) {
 	}
 	if p := w.status("app"); p.State != "running" || p.Run != 1 {
 		t.Errorf("the bad requests changed app: %+v", p)
+	}
+}
+
+// ctl logs: a process's last lines as the wrapper wrote them, then, with
+// -f, the lines that follow.
+func TestCtlLogs(t *testing.T) {
+	t.Parallel()
+	w := start(t, config(t, `
+- {name: printer, entrypoint: CHILD, args: [print, one, two, three], restartPolicy: Never, logLabels: {team: core}}
+- {name: ticker, entrypoint: CHILD, args: [tick, 50ms]}
+- {name: quiet, entrypoint: CHILD, args: [sleep]}
+`), opts{})
+	w.waitLine(5*time.Second, "msg", "process completed", "process", "printer")
+	waitfor.Condition(t, 5*time.Second, "printer's lines relayed", func() bool { return len(w.find("app", "printer", "msg", "three")) == 1 })
+	out := w.ctlOK("logs", "-n", "2", "printer")
+	got := strings.Split(strings.TrimSpace(out), "\n")
+	if len(got) != 2 || decode([]byte(got[0] + "\n"))["msg"] != "two" || decode([]byte(got[1] + "\n"))["msg"] != "three" ||
+		decode([]byte(got[1] + "\n"))["team"] != "core" {
+		t.Errorf("ctl logs -n 2 printer: %q", out)
+	}
+	if out := w.ctlOK("logs", "quiet"); out != "" {
+		t.Errorf("a process that wrote nothing: %q", out)
+	}
+	// -f: the lines as they come, until interrupted
+	cmd := exec.Command(wrapperBin, "ctl", "-socket", w.socket, "logs", "-f", "-n", "0", "ticker")
+	var buf syncbuf.Buffer
+	cmd.Stdout = &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitfor.Condition(t, 5*time.Second, "three ticks followed", func() bool { return strings.Count(buf.String(), "app=ticker") >= 3 })
+	cmd.Process.Signal(syscall.SIGINT)
+	cmd.Wait()
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if d := decode([]byte(l + "\n")); d["app"] != "ticker" || !strings.HasPrefix(d["msg"], "tick ") {
+			t.Errorf("a followed line that is not ticker's: %q", l)
+		}
+	}
+	if code, _, errs := w.ctl("logs", "-lines=-1", "ticker"); code != 2 || !strings.Contains(errs, "0 or more") {
+		t.Errorf("ctl logs -n -1: exit %d %q", code, errs)
+	}
+	resp, err := unixClient(w.socket).Get("http://wrapper/v1/processes/ticker/logs?lines=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("lines=x: %d", resp.StatusCode)
+	}
+	if code, _, errs := w.ctl("logs", "ghost"); code != 1 || !strings.Contains(errs, "(404)") {
+		t.Errorf("ctl logs ghost: exit %d %q", code, errs)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
+	"github.com/process-wrapper/process-wrapper/wrapper/tail"
 )
 
 // Format is the LOG_FORMAT of the wrapper.
@@ -68,6 +69,7 @@ type Source struct {
 	MaxLine  int              // 0: logline.MaxLine
 	Now      func() time.Time // nil: time.Now
 	Observed func(lines int)  // optional: called after each write with the count of lines written
+	Tap      *tail.Tail       // optional: keeps the last lines written, for ctl logs
 }
 
 // Run relays r until it returns EOF or an error (such as a read deadline set
@@ -161,6 +163,9 @@ var newline = []byte{'\n'}
 func (s *Source) write(out []byte, count int, err error) error {
 	if _, werr := s.Out.Write(out); werr != nil && err == nil {
 		err = fmt.Errorf("write: %w", werr)
+	}
+	if s.Tap != nil {
+		s.Tap.Write(out)
 	}
 	if s.Observed != nil {
 		s.Observed(count)

@@ -13,6 +13,7 @@ import (
 	"github.com/process-wrapper/process-wrapper/wrapper/probe"
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
 	"github.com/process-wrapper/process-wrapper/wrapper/state"
+	"github.com/process-wrapper/process-wrapper/wrapper/tail"
 )
 
 // The operations of the control API on one process. Each asks the
@@ -403,6 +404,15 @@ type EdgeDetail struct {
 	Condition config.Condition
 	Timeout   time.Duration
 	Met       bool
+}
+
+// Lines returns the last lines of process name, and its followers.
+func (s *Supervisor) Lines(name string) (*tail.Tail, error) {
+	r, err := s.find(name)
+	if err != nil {
+		return nil, err
+	}
+	return r.lines, nil
 }
 
 // Details returns every process, in config order.

@@ -93,8 +93,8 @@ func (r *runner) preStopExec(ctx context.Context, argv []string) error {
 	}
 	if r.hookOut == nil {
 		labels := append([]logline.Label{{Key: "hook", Value: "preStop"}}, r.labels...)
-		r.hookOut = &relay.Source{Format: r.sup.opt.Format, Line: logline.NewLineFormat(r.p.Name, "stdout", labels), Level: logline.Info, Out: r.sup.opt.Out}
-		r.hookErr = &relay.Source{Format: r.sup.opt.Format, Line: logline.NewLineFormat(r.p.Name, "stderr", labels), Level: logline.Error, Out: r.sup.opt.Out}
+		r.hookOut = &relay.Source{Format: r.sup.opt.Format, Line: logline.NewLineFormat(r.p.Name, "stdout", labels), Level: logline.Info, Out: r.sup.opt.Out, Tap: r.lines}
+		r.hookErr = &relay.Source{Format: r.sup.opt.Format, Line: logline.NewLineFormat(r.p.Name, "stderr", labels), Level: logline.Error, Out: r.sup.opt.Out, Tap: r.lines}
 	}
 	pid, exitCh, err := r.spawn(path, argv, env, r.hookOut, r.hookErr, nil)
 	if err != nil {

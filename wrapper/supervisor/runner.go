@@ -21,6 +21,7 @@ import (
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
 	"github.com/process-wrapper/process-wrapper/wrapper/relay"
 	"github.com/process-wrapper/process-wrapper/wrapper/state"
+	"github.com/process-wrapper/process-wrapper/wrapper/tail"
 )
 
 // runner owns the life of one process: only its goroutine starts, restarts
@@ -31,6 +32,7 @@ type runner struct {
 	stdout *relay.Source
 	stderr *relay.Source
 	labels []logline.Label // logLabels
+	lines  *tail.Tail      // its last lines (its preStop's too), for ctl logs
 	// the preStop command's streams, made at its first run
 	hookOut, hookErr *relay.Source
 
@@ -69,12 +71,13 @@ func newRunner(s *Supervisor, p *config.Process) (*runner, error) {
 	for i, kv := range p.LogLabels {
 		labels[i] = logline.Label{Key: kv.Key, Value: kv.Value}
 	}
+	lines := &tail.Tail{}
 	src := func(stream string, lvl logline.Level) *relay.Source {
-		return &relay.Source{Format: s.opt.Format, Line: logline.NewLineFormat(p.Name, stream, labels), Level: lvl, Out: s.opt.Out}
+		return &relay.Source{Format: s.opt.Format, Line: logline.NewLineFormat(p.Name, stream, labels), Level: lvl, Out: s.opt.Out, Tap: lines}
 	}
 	// stderr lines are level=error unless the line says otherwise (auto), as
 	// GKE's logging agent reads unstructured stderr.
-	r := &runner{sup: s, p: p, labels: labels, stdout: src("stdout", logline.Info), stderr: src("stderr", logline.Error)}
+	r := &runner{sup: s, p: p, labels: labels, lines: lines, stdout: src("stdout", logline.Info), stderr: src("stderr", logline.Error)}
 	r.down = make(chan struct{})
 	r.stopCh, r.startCh = make(chan struct{}), make(chan struct{}, 1)
 	var err error

@@ -138,20 +138,27 @@ func (o *Options) fileForms() []fileForm {
 // longFlag is a double-dash long flag in kong's help.
 var longFlag = regexp.MustCompile(`(^|[\s,(])--([a-z])`)
 
-// printHelp is kong's help in the single-dash form the README documents
-// (both forms work; a space keeps the columns), followed by the environment and the exit codes.
-func printHelp(options kong.HelpOptions, ctx *kong.Context) error {
-	out := ctx.Stdout
-	var buf bytes.Buffer
-	ctx.Stdout = &buf
-	err := kong.DefaultHelpPrinter(options, ctx)
-	ctx.Stdout = out
-	if err != nil {
-		return err
+// printHelp is the wrapper's help: the flags, then the commands, the
+// environment and the exit codes.
+var printHelp = SingleDashHelp(helpEpilog)
+
+// SingleDashHelp is kong's help in the single-dash form the README
+// documents (both forms work; a space keeps the columns), followed by
+// epilog; ctl's help is printed by it too.
+func SingleDashHelp(epilog string) kong.HelpPrinter {
+	return func(options kong.HelpOptions, ctx *kong.Context) error {
+		out := ctx.Stdout
+		var buf bytes.Buffer
+		ctx.Stdout = &buf
+		err := kong.DefaultHelpPrinter(options, ctx)
+		ctx.Stdout = out
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(out, longFlag.ReplaceAllString(buf.String(), "$1 -$2"))
+		fmt.Fprint(out, epilog)
+		return nil
 	}
-	fmt.Fprint(out, longFlag.ReplaceAllString(buf.String(), "$1 -$2"))
-	fmt.Fprint(out, helpEpilog)
-	return nil
 }
 
 const helpEpilog = `
@@ -160,7 +167,7 @@ Flags take one dash or two: -config f.yaml and --config f.yaml are the same.
 Commands:
   process-wrapper check -config F  validate the config without starting anything; print the start order
                                    (exit 0, or 2 with every error)
-  process-wrapper ctl ...          the control API's client: status, start, stop, restart, signal
+  process-wrapper ctl ...          the control API's client: status, start, stop, restart, signal, logs
                                    (process-wrapper ctl -help)
 
 Environment (not passed to the processes where it configures the wrapper):

@@ -69,6 +69,15 @@ type signalCmd struct {
 	Signal string `arg:"" help:"The signal: SIGHUP, HUP or 1."`
 }
 
+const ctlEpilog = `
+Flags take one dash or two. The socket is -control-socket's default unless the wrapper was given another.
+
+Exit codes:
+  0    done
+  1    the action failed, or no wrapper answers (the message says which)
+  2    bad usage
+`
+
 var boolFlags = map[string]bool{"dependents": true, "follow": true, "help": true, "h": true}
 
 // Main runs `ctl` with args (after "ctl") and returns the exit code.
@@ -78,6 +87,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	p, err := kong.New(&o, kong.Name("process-wrapper ctl"),
 		kong.Description("Operates the wrapper of this container through its control API."),
 		kong.Vars{"socket": cli.DefaultControlSocket},
+		kong.Help(cli.SingleDashHelp(ctlEpilog)),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { exit = code }))
 	if err != nil {

@@ -440,3 +440,16 @@ func TestCtlLogs(t *testing.T) {
 		t.Errorf("ctl logs ghost: exit %d %q", code, errs)
 	}
 }
+
+// ctl start of a process waiting for its restart starts it at once, not at
+// the end of its backoff.
+func TestCtlStartDuringBackoff(t *testing.T) {
+	t.Parallel()
+	w := start(t, config(t, `- {name: crasher, entrypoint: CHILD, args: [exit, "1"]}`), opts{})
+	l := w.waitLine(10*time.Second, "msg", "restarting process", "process", "crasher", "in", "4s")
+	w.ctlOK("start", "crasher")
+	waitfor.Condition(t, 5*time.Second, "the fourth run", func() bool { return len(w.find(started("crasher")...)) >= 4 })
+	if d := ts(t, w.find(started("crasher")...)[3]).Sub(ts(t, l)); d > 3*time.Second {
+		t.Errorf("the run after ctl start came %s after the 4 s backoff began: the start did not end it", d)
+	}
+}

@@ -228,8 +228,9 @@ func (s *Supervisor) stopTree(ctx context.Context, r *runner, by string) error {
 	return nil
 }
 
-// StartProcess starts a process held by a stop request, or one that has
-// ended (completed or failed for good) while the wrapper runs. Its start
+// StartProcess starts a process held by a stop request, one waiting for
+// its restart (at once, not at the backoff's end), or one that has ended
+// (completed or failed for good) while the wrapper runs. Its start
 // waits for its dependsOn conditions, as at the wrapper's start. It
 // returns once the runner has taken the start: the process is then
 // pending, starting or running.
@@ -251,6 +252,12 @@ func (s *Supervisor) startOne(ctx context.Context, r *runner) error {
 		r.mu.Lock()
 		r.stopCh = make(chan struct{})
 		r.mu.Unlock()
+		select {
+		case r.startCh <- struct{}{}:
+		default:
+		}
+	case p.Phase == state.Backoff && s.active(r):
+		// waiting to be restarted: now, not at the backoff's end
 		select {
 		case r.startCh <- struct{}{}:
 		default:

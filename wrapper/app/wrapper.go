@@ -148,6 +148,7 @@ func assemble(opts *cli.Options, procs []config.Process, format relay.Format, ou
 	mux.Handle("GET /metrics", met.Handler())
 	merger := &prommerge.Merger{Label: "process", Timeout: 10 * time.Second}
 	mux.Handle("GET /prommerge", merger.Handler(met.Gatherer(), mergeTargets(procs)))
+	mux.Handle("GET /status", control.StatusPage(w.sup, met.Usage))
 	w.parts = append(w.parts, &health.Endpoints{Listener: ln, Handler: mux, Log: log}, w.readyFile)
 
 	hooks := &hook.Runner{Reaper: w.reaper, State: w.state, Log: log, Environ: w.sup.Environ, Observer: observers}

@@ -453,3 +453,40 @@ func TestCtlStartDuringBackoff(t *testing.T) {
 		t.Errorf("the run after ctl start came %s after the 4 s backoff began: the start did not end it", d)
 	}
 }
+
+// /status on -http-address: a read-only page of every process, and its
+// JSON.
+func TestStatusPage(t *testing.T) {
+	t.Parallel()
+	w := start(t, config(t, `
+- {name: db, entrypoint: CHILD, args: [sleep], readinessProbe: {exec: {command: ["true"]}, periodSeconds: 1}}
+- {name: app, entrypoint: CHILD, args: [sleep], dependsOn: [{name: db, condition: ready}]}
+- {name: "x<b>", entrypoint: CHILD, args: [exit, "0"], restartPolicy: Never}
+`), opts{})
+	base := w.url()
+	w.waitLine(5*time.Second, started("app")...)
+	w.ctlOK("stop", "app")
+	code, body := httpGet(t, base+"/status")
+	for _, want := range []string{"<td>db</td><td>running</td>", "<td>app</td><td>stopped (by request)</td>", "db (ready): met",
+		"readiness exec: passing", "stopped by request of uid 0", "<td>x&lt;b&gt;</td>", `http-equiv="refresh"`} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("/status %d lacks %q:\n%s", code, want, body)
+		}
+	}
+	code, body = httpGet(t, base+"/status?format=json")
+	var list control.List
+	if err := json.Unmarshal([]byte(body), &list); code != 200 || err != nil || len(list.Processes) != 3 || !list.Processes[1].Held {
+		t.Errorf("/status?format=json %d %v: %s", code, err, body)
+	}
+	resp, err := http.Post(base+"/status", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 405 {
+		t.Errorf("POST /status: %d", resp.StatusCode)
+	}
+	if code, _ := httpGet(t, base+"/status?format=yaml"); code != 400 {
+		t.Errorf("format=yaml: %d", code)
+	}
+}

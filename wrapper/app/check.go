@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
@@ -51,19 +50,14 @@ func checkMode(opts *cli.Options, stdout io.Writer, log *logline.Logger) int {
 }
 
 // hostCheck tells what the host lacks to start p: its env files, its
-// program, its working directory.
+// chroot, its program, its working directory (what a start checks).
 func hostCheck(p *config.Process) string {
 	env, argv, err := p.Environ(os.Environ())
+	if err == nil {
+		_, err = p.Locate(argv[0], env)
+	}
 	if err != nil {
 		return err.Error()
-	}
-	if _, err := config.LookPath(argv[0], config.LookupEnv(env, "PATH"), p.Chroot); err != nil {
-		return err.Error()
-	}
-	if p.WorkingDir != "" {
-		if _, err := os.Stat(filepath.Join(p.Chroot, p.WorkingDir)); err != nil {
-			return "workingDir: " + err.Error()
-		}
 	}
 	return ""
 }

@@ -59,3 +59,30 @@ func executable(path string) error {
 	}
 	return nil
 }
+
+// Locate finds what a start of p needs on the host: its chroot (checked at
+// each start, not at load: a one-shot step that runs earlier may make it),
+// its program (the path of name in env's PATH, inside the chroot) and its
+// working directory.
+func (p *Process) Locate(name string, env []string) (string, error) {
+	if p.Chroot != "" {
+		if fi, err := os.Stat(p.Chroot); err != nil {
+			return "", fmt.Errorf("chroot: %w", err)
+		} else if !fi.IsDir() {
+			return "", fmt.Errorf("chroot %s: not a directory", p.Chroot)
+		}
+	}
+	path, err := LookPath(name, LookupEnv(env, "PATH"), p.Chroot)
+	if err != nil {
+		if p.Chroot != "" {
+			err = fmt.Errorf("%w (inside chroot %s)", err, p.Chroot)
+		}
+		return "", err
+	}
+	if p.WorkingDir != "" {
+		if _, err := os.Stat(filepath.Join(p.Chroot, p.WorkingDir)); err != nil {
+			return "", fmt.Errorf("workingDir: %w", err)
+		}
+	}
+	return path, nil
+}

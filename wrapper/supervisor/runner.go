@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -697,26 +696,9 @@ func (r *runner) start() (<-chan reaper.Exit, int, error) {
 	if err := privilegeError(r.p); err != nil {
 		return nil, 0, err
 	}
-	if r.p.Chroot != "" {
-		// checked at each start, not at load: a one-shot step that runs
-		// earlier may make it
-		if fi, err := os.Stat(r.p.Chroot); err != nil {
-			return nil, 0, fmt.Errorf("chroot: %w", err)
-		} else if !fi.IsDir() {
-			return nil, 0, fmt.Errorf("chroot %s: not a directory", r.p.Chroot)
-		}
-	}
-	path, err := config.LookPath(argv[0], config.LookupEnv(env, "PATH"), r.p.Chroot)
+	path, err := r.p.Locate(argv[0], env)
 	if err != nil {
-		if r.p.Chroot != "" {
-			err = fmt.Errorf("%w (inside chroot %s)", err, r.p.Chroot)
-		}
 		return nil, 0, err
-	}
-	if r.p.WorkingDir != "" {
-		if _, err := os.Stat(filepath.Join(r.p.Chroot, r.p.WorkingDir)); err != nil {
-			return nil, 0, fmt.Errorf("workingDir: %w", err)
-		}
 	}
 	r.mu.Lock()
 	r.forking = true

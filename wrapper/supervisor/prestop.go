@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
 	"github.com/process-wrapper/process-wrapper/wrapper/probe"
 	"github.com/process-wrapper/process-wrapper/wrapper/reaper"
-	"github.com/process-wrapper/process-wrapper/wrapper/relay"
 	"golang.org/x/sys/unix"
 )
 
@@ -90,11 +88,6 @@ func (r *runner) preStopExec(ctx context.Context, argv []string) error {
 	path, err := config.LookPath(argv[0], config.LookupEnv(env, "PATH"), r.p.Chroot)
 	if err != nil {
 		return err
-	}
-	if r.hookOut == nil {
-		labels := append([]logline.Label{{Key: "hook", Value: "preStop"}}, r.labels...)
-		r.hookOut = &relay.Source{Format: r.sup.opt.Format, Line: logline.NewLineFormat(r.p.Name, "stdout", labels), Level: logline.Info, Out: r.sup.opt.Out, Tap: r.lines}
-		r.hookErr = &relay.Source{Format: r.sup.opt.Format, Line: logline.NewLineFormat(r.p.Name, "stderr", labels), Level: logline.Error, Out: r.sup.opt.Out, Tap: r.lines}
 	}
 	pid, exitCh, err := r.spawn(path, argv, env, r.hookOut, r.hookErr, nil)
 	if err != nil {

@@ -30,9 +30,8 @@ type runner struct {
 	p      *config.Process
 	stdout *relay.Source
 	stderr *relay.Source
-	labels []logline.Label // logLabels
-	lines  *tail.Tail      // its last lines (its preStop's too), for ctl logs
-	// the preStop command's streams, made at its first run
+	lines  *tail.Tail // its last lines (its preStop's too), for ctl logs
+	// the preStop command's streams, when it has one
 	hookOut, hookErr *relay.Source
 
 	relays sync.WaitGroup // relay goroutines of every start, owned here
@@ -71,12 +70,17 @@ func newRunner(s *Supervisor, p *config.Process) (*runner, error) {
 		labels[i] = logline.Label{Key: kv.Key, Value: kv.Value}
 	}
 	lines := &tail.Tail{}
-	src := func(stream string, lvl logline.Level) *relay.Source {
+	src := func(stream string, lvl logline.Level, labels []logline.Label) *relay.Source {
 		return &relay.Source{Format: s.opt.Format, Line: logline.NewLineFormat(p.Name, stream, labels), Level: lvl, Out: s.opt.Out, Tap: lines}
 	}
 	// stderr lines are level=error unless the line says otherwise (auto), as
 	// GKE's logging agent reads unstructured stderr.
-	r := &runner{sup: s, p: p, labels: labels, lines: lines, stdout: src("stdout", logline.Info), stderr: src("stderr", logline.Error)}
+	r := &runner{sup: s, p: p, lines: lines, stdout: src("stdout", logline.Info, labels), stderr: src("stderr", logline.Error, labels)}
+	if p.PreStop != nil && p.PreStop.Exec != nil {
+		// the preStop command's lines are the process's, marked
+		hook := append([]logline.Label{{Key: "hook", Value: "preStop"}}, labels...)
+		r.hookOut, r.hookErr = src("stdout", logline.Info, hook), src("stderr", logline.Error, hook)
+	}
 	r.down = make(chan struct{})
 	r.stopCh, r.startCh = make(chan struct{}), make(chan struct{}, 1)
 	var err error

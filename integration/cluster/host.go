@@ -123,6 +123,8 @@ func claim(l layout, kube string, kept bool) (hostState, error) {
 // the run's directories; the cgroups; the FORWARD rules and the bridge;
 // the sysctls; the fixed
 // paths; the run's directory. Each step is tried; the errors are joined.
+// The record and the run's directory stay (for the next run to try again)
+// only when a step that restores the host failed.
 func teardown(st hostState) error {
 	var errs []error
 	add := func(err error) {
@@ -131,8 +133,12 @@ func teardown(st hostState) error {
 		}
 	}
 	add(stopNamed(st.Dir, 15*time.Second, "scheduler", "controller-manager"))
+	// the pods' graceful end: what it fails to end, the steps below end by
+	// force, so its failure is reported but keeps nothing of the run (a
+	// pod whose sandbox never came up cannot be deleted gracefully)
+	var graceful error
 	if alive(st.Dir, "apiserver") && alive(st.Dir, "kubelet") {
-		add(deletePods(st))
+		graceful = deletePods(st)
 	}
 	add(stopNamed(st.Dir, 30*time.Second, "proxy", "dns", "kubelet", "apiserver", "etcd"))
 	for _, t := range proxyTables {
@@ -178,7 +184,7 @@ func teardown(st hostState) error {
 			add(err)
 		}
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, graceful)...)
 }
 
 // deletePods deletes every pod, its finalizers first (a test's, left by a

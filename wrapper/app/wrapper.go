@@ -76,7 +76,7 @@ func (e *startError) Error() string { return e.msg + ": " + e.err.Error() }
 
 // assemble builds every part of the wrapper. A part that cannot be built
 // is a start error (exit 2).
-func assemble(opts *cli.Options, procs []config.Process, format relay.Format, out *logline.Output, log *logline.Logger) (*wrapper, error) {
+func assemble(opts *cli.Options, procs []config.Process, format relay.Format, out *logline.Output, log *logline.Logger) (*wrapper, *startError) {
 	names := make([]string, len(procs))
 	for i, p := range procs {
 		names[i] = p.Name
@@ -355,9 +355,8 @@ func runWrapper(opts *cli.Options, procs []config.Process, format relay.Format, 
 	// has stopped moving (see logline.Logger.Close).
 	log.Async()
 	defer log.Close(exitIdle)
-	w, err := assemble(opts, procs, format, out, log)
-	if err != nil {
-		se := err.(*startError)
+	w, se := assemble(opts, procs, format, out, log)
+	if se != nil {
 		for _, line := range strings.Split(se.err.Error(), "\n") {
 			log.Error(se.msg, "err", line)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/wrapper/config"
+	"github.com/process-wrapper/process-wrapper/wrapper/health"
 	"github.com/process-wrapper/process-wrapper/wrapper/metrics"
 	"github.com/process-wrapper/process-wrapper/wrapper/supervisor"
 	"github.com/process-wrapper/process-wrapper/wrapper/tail"
@@ -60,25 +61,15 @@ func (s *Server) Serve(ln net.Listener, tcp bool) {
 func (s *Server) Run(ctx context.Context) {
 	done := make(chan struct{}, len(s.listeners))
 	for _, ln := range s.listeners {
-		srv := &http.Server{
-			Handler:           s.handler(ln.tcp),
-			ReadHeaderTimeout: 5 * time.Second,
-			IdleTimeout:       time.Minute,
-			MaxHeaderBytes:    16 << 10,
-			ConnContext:       peerContext,
-			// a followed log ends with the API
-			BaseContext: func(net.Listener) context.Context { return ctx },
-		}
-		stop := context.AfterFunc(ctx, func() {
-			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		})
-		defer stop()
-		// owned here: Shutdown at ctx's end ends it
+		// owned here: ctx's end ends it
 		go func() {
 			defer func() { done <- struct{}{} }()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			err := health.Serve(ctx, ln, s.handler(ln.tcp), func(srv *http.Server) {
+				srv.ConnContext = peerContext
+				// a followed log ends with the API
+				srv.BaseContext = func(net.Listener) context.Context { return ctx }
+			})
+			if err != nil {
 				s.Log.Error("control API stopped", "address", ln.Addr().String(), "err", err)
 			}
 		}()

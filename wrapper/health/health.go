@@ -227,13 +227,17 @@ func (e *Endpoints) Run(ctx context.Context) {
 	}
 }
 
-// Serve serves h on ln until ctx ends.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+// Serve serves h on ln until ctx ends; each of with changes the server
+// first (the control API keeps its callers' credentials).
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, with ...func(*http.Server)) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       time.Minute,
 		MaxHeaderBytes:    16 << 10,
+	}
+	for _, f := range with {
+		f(srv)
 	}
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -6,6 +6,7 @@
 package control
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -73,4 +74,58 @@ type SignalRequest struct {
 // Error is the body of every answer that is not a success.
 type Error struct {
 	Error string `json:"error"`
+}
+
+// How the ctl table and the /status page show a process's figures.
+
+// UptimeText is how long it has been running, or "-".
+func (p Process) UptimeText() string {
+	if p.UptimeSeconds == 0 {
+		return "-"
+	}
+	return time.Duration(p.UptimeSeconds * float64(time.Second)).Round(time.Second).String()
+}
+
+// LastExitText is its last exit code and how long ago, or "-".
+func (p Process) LastExitText() string {
+	if p.LastExit == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d, %s ago", p.LastExit.Code, time.Since(p.LastExit.At).Round(time.Second))
+}
+
+// PidText is its pid, or "-".
+func (p Process) PidText() string {
+	if p.Pid == 0 {
+		return "-"
+	}
+	return fmt.Sprint(p.Pid)
+}
+
+// CPUText is its tree's CPU time.
+func (p Process) CPUText() string { return fmt.Sprintf("%.2fs", p.CPUSeconds) }
+
+// MemoryText is its tree's resident memory, or "-".
+func (p Process) MemoryText() string {
+	if p.MemoryBytes == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fMiB", p.MemoryBytes/(1<<20))
+}
+
+// Why is why it is in its state, or else why it is not ready.
+func (p Process) Why() string {
+	if p.Reason != "" {
+		return p.Reason
+	}
+	return p.NotReady
+}
+
+// String is the edge and whether it holds: "db (ready): met".
+func (e Edge) String() string {
+	met := "not met"
+	if e.Met {
+		met = "met"
+	}
+	return fmt.Sprintf("%s (%s): %s", e.Name, e.Condition, met)
 }

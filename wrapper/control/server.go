@@ -158,13 +158,19 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, by string) {
 	}
 }
 
-func (s *Server) list(w http.ResponseWriter) {
-	usage := s.usage()
-	var out List
-	for _, d := range s.Ops.Details() {
-		out.Processes = append(out.Processes, view(d, usage))
+func (s *Server) list(w http.ResponseWriter) { reply(w, http.StatusOK, list(s.Ops, s.Usage)) }
+
+// list is every process as the API shows it.
+func list(ops Ops, usage func() map[string]metrics.Usage) List {
+	var u map[string]metrics.Usage
+	if usage != nil {
+		u = usage()
 	}
-	reply(w, http.StatusOK, out)
+	var out List
+	for _, d := range ops.Details() {
+		out.Processes = append(out.Processes, view(d, u))
+	}
+	return out
 }
 
 func (s *Server) show(w http.ResponseWriter, name string) {

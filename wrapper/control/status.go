@@ -14,13 +14,8 @@ import (
 // process that refreshes itself, or with ?format=json the control API's
 // list. It reads only: nothing served on -http-address may change state.
 func StatusPage(ops Ops, usage func() map[string]metrics.Usage) http.Handler {
-	s := &Server{Ops: ops, Usage: usage}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var list List
-		u := s.usage()
-		for _, d := range ops.Details() {
-			list.Processes = append(list.Processes, view(d, u))
-		}
+		list := list(ops, usage)
 		switch f := r.URL.Query().Get("format"); f {
 		case "json":
 			reply(w, http.StatusOK, list)
@@ -57,21 +52,13 @@ func StatusPage(ops Ops, usage func() map[string]metrics.Usage) http.Handler {
 			cell(state)
 			yes(p.Ready)
 			yes(p.Live)
-			cell(dashInt(p.Pid))
+			cell(p.PidText())
 			cell(fmt.Sprint(p.Run))
 			cell(fmt.Sprint(p.Restarts))
-			up := "-"
-			if p.UptimeSeconds > 0 {
-				up = time.Duration(p.UptimeSeconds * float64(time.Second)).Round(time.Second).String()
-			}
-			cell(up)
-			last := "-"
-			if p.LastExit != nil {
-				last = fmt.Sprintf("%d, %s ago", p.LastExit.Code, time.Since(p.LastExit.At).Round(time.Second))
-			}
-			cell(last)
-			cell(fmt.Sprintf("%.2fs", p.CPUSeconds))
-			cell(fmt.Sprintf("%.1f MiB", p.MemoryBytes/(1<<20)))
+			cell(p.UptimeText())
+			cell(p.LastExitText())
+			cell(p.CPUText())
+			cell(p.MemoryText())
 			var probes, deps []string
 			for _, pr := range p.Probes {
 				res := "passing"
@@ -81,29 +68,14 @@ func StatusPage(ops Ops, usage func() map[string]metrics.Usage) http.Handler {
 				probes = append(probes, pr.Type+" "+pr.Kind+": "+res)
 			}
 			for _, e := range p.DependsOn {
-				met := "not met"
-				if e.Met {
-					met = "met"
-				}
-				deps = append(deps, e.Name+" ("+e.Condition+"): "+met)
+				deps = append(deps, e.String())
 			}
 			cell(strings.Join(probes, "; "))
 			cell(strings.Join(deps, "; "))
-			why := p.Reason
-			if why == "" {
-				why = p.NotReady
-			}
-			cell(why)
+			cell(p.Why())
 			b.WriteString("</tr>")
 		}
 		b.WriteString("</table></body></html>\n")
 		_, _ = w.Write([]byte(b.String()))
 	})
-}
-
-func dashInt(n int) string {
-	if n == 0 {
-		return "-"
-	}
-	return fmt.Sprint(n)
 }

@@ -194,20 +194,20 @@ func (o *options) client() (*client, error) {
 	return &client{http: &http.Client{Transport: tr}, base: "http://wrapper", where: socket}, nil
 }
 
-// call sends one request and decodes the answer into out, or returns the
+// send sends one request and returns the answer of a success, or the
 // API's error.
-func (c *client) call(ctx context.Context, method, path string, body, out any) error {
+func (c *client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -217,15 +217,26 @@ func (c *client) call(ctx context.Context, method, path string, body, out any) e
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("no wrapper answers at %s: %w", c.where, unwrapURL(err))
+		return nil, fmt.Errorf("no wrapper answers at %s: %w", c.where, unwrapURL(err))
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return nil, apiError(resp, b)
+	}
+	return resp, nil
+}
+
+// call sends one request and decodes the answer into out.
+func (c *client) call(ctx context.Context, method, path string, body, out any) error {
+	resp, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return fmt.Errorf("reading the answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return apiError(resp, b)
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("the answer is not the API's: %w", err)
@@ -235,22 +246,11 @@ func (c *client) call(ctx context.Context, method, path string, body, out any) e
 
 // stream copies the text answer of a GET to w as it comes.
 func (c *client) stream(ctx context.Context, path string, w io.Writer) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	resp, err := c.send(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return err
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("no wrapper answers at %s: %w", c.where, unwrapURL(err))
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return apiError(resp, b)
-	}
 	if _, err := io.Copy(w, resp.Body); err != nil && ctx.Err() == nil {
 		return fmt.Errorf("the wrapper's stream ended: %w", err)
 	}
@@ -283,8 +283,8 @@ func (o *options) printList(w io.Writer, procs []control.Process) int {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATE\tREADY\tPID\tRUN\tRESTARTS\tUPTIME\tLAST EXIT\tCPU\tMEMORY\tREASON")
 	for _, p := range procs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, yesNo(p.Ready), dash(p.Pid), p.Run, p.Restarts,
-			uptime(p), lastExit(p), cpu(p), memory(p), oneLine(why(p)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, yesNo(p.Ready), p.PidText(), p.Run, p.Restarts,
+			p.UptimeText(), p.LastExitText(), p.CPUText(), p.MemoryText(), oneLine(p.Why()))
 	}
 	tw.Flush()
 	return 0
@@ -307,12 +307,12 @@ func (o *options) printOne(w io.Writer, p control.Process) int {
 	}
 	row("ready", yesNo(p.Ready)+notReady(p))
 	row("live", yesNo(p.Live))
-	row("pid", dash(p.Pid))
+	row("pid", p.PidText())
 	row("run", fmt.Sprintf("%d (restarts %d)", p.Run, p.Restarts))
-	row("uptime", uptime(p))
-	row("last exit", lastExit(p))
-	row("cpu", cpu(p))
-	row("memory", fmt.Sprintf("%s (%d processes in its tree)", memory(p), p.Tree))
+	row("uptime", p.UptimeText())
+	row("last exit", p.LastExitText())
+	row("cpu", p.CPUText())
+	row("memory", fmt.Sprintf("%s (%d processes in its tree)", p.MemoryText(), p.Tree))
 	if p.Essential {
 		row("essential", "yes")
 	}
@@ -330,11 +330,7 @@ func (o *options) printOne(w io.Writer, p control.Process) int {
 		row(pr.Type+" probe", fmt.Sprintf("%s, %s (%d checks)", pr.Kind, res, pr.Checks))
 	}
 	for _, e := range p.DependsOn {
-		met := "not met"
-		if e.Met {
-			met = "met"
-		}
-		row("depends on", fmt.Sprintf("%s (%s): %s", e.Name, e.Condition, met))
+		row("depends on", e.String())
 	}
 	if len(p.Dependents) > 0 {
 		row("dependents", strings.Join(p.Dependents, ", "))
@@ -372,43 +368,6 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
-}
-
-func dash(pid int) string {
-	if pid == 0 {
-		return "-"
-	}
-	return fmt.Sprint(pid)
-}
-
-func uptime(p control.Process) string {
-	if p.UptimeSeconds == 0 {
-		return "-"
-	}
-	return time.Duration(p.UptimeSeconds * float64(time.Second)).Round(time.Second).String()
-}
-
-func lastExit(p control.Process) string {
-	if p.LastExit == nil {
-		return "-"
-	}
-	return fmt.Sprintf("%d, %s ago", p.LastExit.Code, time.Since(p.LastExit.At).Round(time.Second))
-}
-
-func cpu(p control.Process) string { return fmt.Sprintf("%.2fs", p.CPUSeconds) }
-
-func memory(p control.Process) string {
-	if p.MemoryBytes == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.1fMiB", p.MemoryBytes/(1<<20))
-}
-
-func why(p control.Process) string {
-	if p.Reason != "" {
-		return p.Reason
-	}
-	return p.NotReady
 }
 
 func notReady(p control.Process) string {

@@ -245,3 +245,42 @@ func TestPID1ReapsOrphansInAContainer(t *testing.T) {
 		}
 	}
 }
+
+// process-wrapper check run in the image that runs the processes, as the
+// README shows it (docker run IMAGE check -config ...): its host warnings
+// speak of the image (no sh, no /etc/passwd in it), not of the machine
+// the check is started from, and it exits 0 with the start order.
+func TestCheckInTheImage(t *testing.T) {
+	t.Parallel()
+	c, err := testcontainers.GenericContainer(context.Background(), testcontainers.GenericContainerRequest{
+		ContainerRequest: testcontainers.ContainerRequest{
+			Image:      image,
+			Cmd:        []string{"check", "-config", "/etc/pw/check.yaml"},
+			WaitingFor: wait.ForExit().WithExitTimeout(30 * time.Second),
+		},
+		Started: true,
+	})
+	if c != nil {
+		t.Cleanup(func() { _ = testcontainers.TerminateContainer(c) })
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := exitCode(t, c); code != 0 {
+		t.Errorf("check exit %d, want 0 (host lacks are warnings)", code)
+	}
+	out := logs(t, c)
+	for _, want := range []string{
+		"/etc/pw/check.yaml: valid, 4 processes\n",
+		"  1: inimage shell byname\n  2: app\n",
+		`process=shell err="exec \"sh\": executable file not found`,
+		`field \"user\": unknown user \"root\"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check in the image lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "process=inimage") || strings.Contains(out, "process=app") {
+		t.Errorf("a warning for a process the image can run:\n%s", out)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/alecthomas/kong"
 )
 
 func TestBothDashForms(t *testing.T) {
@@ -92,6 +94,47 @@ func TestControlAddressNeedsToken(t *testing.T) {
 			t.Errorf("%q: %v, token %q", c.args, err, o.ControlToken)
 		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
 			t.Errorf("%q: error %v, want %q", c.args, err, c.want)
+		}
+	}
+}
+
+// Every flag has its help in flagHelp (the tags hold none), a bool flag no
+// placeholder, and flagHelp names no other flag.
+func TestEveryFlagHasHelp(t *testing.T) {
+	p, err := kong.New(&Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, f := range p.Model.Flags {
+		if f.Name == "help" {
+			continue
+		}
+		seen[f.Name] = true
+		h, ok := flagHelp[f.Name]
+		switch {
+		case !ok || h.Text == "":
+			t.Errorf("-%s has no help", f.Name)
+		case f.IsBool() && h.Placeholder != "":
+			t.Errorf("-%s takes no value, yet has placeholder %q", f.Name, h.Placeholder)
+		case f.Help != "" || f.PlaceHolder != "":
+			t.Errorf("-%s has help in its tag", f.Name)
+		}
+	}
+	for name := range flagHelp {
+		if !seen[name] {
+			t.Errorf("flagHelp names -%s, which is no flag", name)
+		}
+	}
+}
+
+// The command line's share of every start: kong builds its model from the
+// tags, then parses.
+func BenchmarkParse(b *testing.B) {
+	args := []string{"-config", "/etc/process-wrapper.yaml", "-graceful-shutdown-deadline", "20s"}
+	for b.Loop() {
+		if _, err := Parse(args, func(int) {}); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -87,7 +87,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	p, err := kong.New(&o, kong.Name("process-wrapper ctl"),
 		kong.Description("Operates the wrapper of this container through its control API."),
 		kong.Vars{"socket": cli.DefaultControlSocket},
-		kong.Help(cli.SingleDashHelp(ctlEpilog)),
+		kong.Help(cli.SingleDashHelp(ctlEpilog, nil)),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { exit = code }))
 	if err != nil {

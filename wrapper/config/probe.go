@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -391,14 +392,20 @@ func parseStatusRanges(s string) ([][2]int, error) {
 // signature...).
 func Redact(s string) string {
 	s = redactUserinfo(s)
-	s = secretParam.ReplaceAllString(s, "${1}xxxxx")
+	s = secretParam().ReplaceAllString(s, "${1}xxxxx")
 	// key=value DSNs (PostgreSQL): password=secret, password='a b'
-	return dsnPassword.ReplaceAllString(s, "${1}xxxxx")
+	return dsnPassword().ReplaceAllString(s, "${1}xxxxx")
 }
 
+// The redaction's expressions are compiled at their first use, not at every
+// start (0.1 ms, for a wrapper that may never redact).
 var (
-	secretParam = regexp.MustCompile(`(?i)([?&;](?:[a-z0-9_.-]*(?:token|secret|passw(?:or)?d|pass|pwd|key|signature|sig|auth|credential)[a-z0-9_.-]*)=)[^&#\s"']*`)
-	dsnPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s"]*)`)
+	secretParam = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)([?&;](?:[a-z0-9_.-]*(?:token|secret|passw(?:or)?d|pass|pwd|key|signature|sig|auth|credential)[a-z0-9_.-]*)=)[^&#\s"']*`)
+	})
+	dsnPassword = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)(\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s"]*)`)
+	})
 )
 
 // redactUserinfo replaces the password of each scheme://user:password@ in s

@@ -162,10 +162,7 @@ func (s *Server) list(w http.ResponseWriter) { reply(w, http.StatusOK, list(s.Op
 
 // list is every process as the API shows it.
 func list(ops Ops, usage func() map[string]metrics.Usage) List {
-	var u map[string]metrics.Usage
-	if usage != nil {
-		u = usage()
-	}
+	u := usageNow(usage)
 	var out List
 	for _, d := range ops.Details() {
 		out.Processes = append(out.Processes, view(d, u))
@@ -179,7 +176,7 @@ func (s *Server) show(w http.ResponseWriter, name string) {
 		failErr(w, err)
 		return
 	}
-	reply(w, http.StatusOK, view(d, s.usage()))
+	reply(w, http.StatusOK, view(d, usageNow(s.Usage)))
 }
 
 // act runs one action and answers with the process as it then is.
@@ -310,11 +307,12 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request, name string) {
 	}
 }
 
-func (s *Server) usage() map[string]metrics.Usage {
-	if s.Usage == nil {
+// usageNow is what each tree uses now, or nothing without usage.
+func usageNow(usage func() map[string]metrics.Usage) map[string]metrics.Usage {
+	if usage == nil {
 		return nil
 	}
-	return s.Usage()
+	return usage()
 }
 
 // view is the API's object of one process.

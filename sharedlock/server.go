@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"net/url"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
+	"github.com/process-wrapper/process-wrapper/internal/secret"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -41,13 +40,9 @@ func New(cfg Config, log *logline.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, metrics: newMetrics()}
 	if cfg.TokenFile != "" {
-		b, err := os.ReadFile(cfg.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("SHARED_LEASE_TOKEN_FILE: %w", err)
-		}
-		// fails closed: a token file that is there but empty is an error
-		if s.token = strings.TrimSpace(string(b)); s.token == "" {
-			return nil, fmt.Errorf("SHARED_LEASE_TOKEN_FILE %s is empty", cfg.TokenFile)
+		var err error
+		if s.token, err = secret.Read("SHARED_LEASE_TOKEN_FILE", cfg.TokenFile); err != nil {
+			return nil, err
 		}
 	}
 	if len(cfg.Endpoints) == 0 {

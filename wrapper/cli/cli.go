@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
+	"github.com/process-wrapper/process-wrapper/internal/secret"
 	"github.com/process-wrapper/process-wrapper/internal/service"
 
 	"github.com/alecthomas/kong"
@@ -87,12 +87,8 @@ func Parse(args []string, exit func(int)) (*Options, error) {
 		if f.set {
 			return nil, fmt.Errorf("-%s and -%s-file: give one", f.flag, f.flag)
 		}
-		b, err := os.ReadFile(f.file)
-		if err != nil {
-			return nil, fmt.Errorf("-%s-file: %w", f.flag, err)
-		}
-		if *f.v = strings.TrimSpace(string(b)); *f.v == "" {
-			return nil, fmt.Errorf("-%s-file %s is empty", f.flag, f.file)
+		if *f.v, err = secret.Read("-"+f.flag+"-file", f.file); err != nil {
+			return nil, err
 		}
 	}
 	if o.ControlAddress != "" && o.ControlToken == "" {

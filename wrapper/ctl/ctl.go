@@ -13,12 +13,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/process-wrapper/process-wrapper/internal/secret"
 	"github.com/process-wrapper/process-wrapper/internal/service"
 	"github.com/process-wrapper/process-wrapper/wrapper/cli"
 	"github.com/process-wrapper/process-wrapper/wrapper/control"
@@ -176,13 +176,9 @@ func (o *options) client() (*client, error) {
 		if o.TokenFile == "" {
 			return nil, errors.New("-address needs -token-file")
 		}
-		b, err := os.ReadFile(o.TokenFile)
+		token, err := secret.Read("-token-file", o.TokenFile)
 		if err != nil {
-			return nil, fmt.Errorf("-token-file: %w", err)
-		}
-		token := strings.TrimSpace(string(b))
-		if token == "" {
-			return nil, fmt.Errorf("-token-file %s is empty", o.TokenFile)
+			return nil, err
 		}
 		return &client{http: &http.Client{}, base: "http://" + o.Address, token: token, where: o.Address}, nil
 	}

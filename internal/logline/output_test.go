@@ -67,3 +67,43 @@ func TestPollable(t *testing.T) {
 		t.Fatal("a regular file was opened again")
 	}
 }
+
+func pipeSize(t *testing.T, f *os.File) int {
+	t.Helper()
+	n, _, errno := syscall.Syscall(syscall.SYS_FCNTL, f.Fd(), fGetPipeSize, 0)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	return int(n)
+}
+
+// The stdout pipe is grown to OutputPipeSize; one already larger is kept.
+func TestPollableGrowsThePipe(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if n := pipeSize(t, w); n >= OutputPipeSize {
+		t.Fatalf("a new pipe holds %d bytes already: nothing to test", n)
+	}
+	Pollable(w)
+	if n := pipeSize(t, w); n != OutputPipeSize {
+		t.Fatalf("the pipe holds %d bytes, want %d", n, OutputPipeSize)
+	}
+
+	r2, w2, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	defer w2.Close()
+	if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, w2.Fd(), fSetPipeSize, 4*OutputPipeSize); errno != 0 {
+		t.Skipf("cannot grow a pipe here: %v", errno)
+	}
+	Pollable(w2)
+	if n := pipeSize(t, w2); n != 4*OutputPipeSize {
+		t.Fatalf("a pipe of %d bytes was changed to %d", 4*OutputPipeSize, n)
+	}
+}

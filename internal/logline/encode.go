@@ -134,26 +134,13 @@ func AppendQuotedBody(dst, s []byte) []byte {
 
 // appendEscaped escapes s into dst as AppendQuotedBody does, up to its end
 // or, with toNewline, up to its first '\n', whose index it returns (-1 when
-// there is none: dst then holds the whole of s escaped). Runs of plain bytes
-// are found 8 at a time and copied in one piece.
+// there is none: dst then holds the whole of s escaped). The newline is a
+// control byte: the one look for bytes to escape (firstSpecial, 16 bytes a
+// step) finds the end of a plain line too, and runs of plain bytes are
+// copied in one piece.
 func appendEscaped(dst, s []byte, toNewline bool) ([]byte, int) {
-	run := 0 // start of the plain bytes not yet copied
-	i := 0
-	for {
-		for i+8 <= len(s) {
-			if m := special(binary.LittleEndian.Uint64(s[i:])); m != 0 {
-				i += bits.TrailingZeros64(m) >> 3
-				goto found
-			}
-			i += 8
-		}
-		for i < len(s) && safeByte[s[i]] {
-			i++
-		}
-		if i == len(s) {
-			return append(dst, s[run:]...), -1
-		}
-	found:
+	run, i := 0, firstSpecial(s) // run: the start of the plain bytes not yet copied
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c == '\n' && toNewline {
@@ -174,16 +161,100 @@ func appendEscaped(dst, s []byte, toNewline bool) ([]byte, int) {
 			}
 			i++
 			run = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
+		} else if r, size := utf8.DecodeRune(s[i:]); r == utf8.RuneError && size == 1 {
 			dst = append(dst, s[run:i]...)
 			dst = append(dst, `\ufffd`...)
-			run = i + 1
+			i++
+			run = i
+		} else {
+			i += size // a valid rune stays in the run
 		}
-		i += size
+		// the next special byte is often close by in text that has one
+		// (JSON): the next bytes are looked at one by one first
+		end := min(i+16, len(s))
+		for i < end && safeByte[s[i]] {
+			i++
+		}
+		if i == end {
+			i += firstSpecial(s[i:])
+		}
 	}
+	return append(dst, s[run:]...), -1
+}
+
+// firstSpecial returns the index of the first byte of s that is not plain
+// printable ASCII (a control byte, '"', '\\', DEL or a byte >= 0x80), or
+// len(s). The whole blocks of 16 bytes are looked at by blockSpecial (SSE2
+// on amd64), the rest one byte at a time.
+func firstSpecial(s []byte) int {
+	i := blockSpecial(s)
+	for ; i < len(s); i++ {
+		if !safeByte[s[i]] {
+			return i
+		}
+	}
+	return len(s)
+}
+
+// blockSpecialSWAR is blockSpecial in plain Go, 8 bytes a word (see
+// special): the index of the first special byte within the whole 16-byte
+// blocks of s, or where those blocks end (len(s) rounded down to 16).
+func blockSpecialSWAR(s []byte) int {
+	n := len(s)
+	for len(s) >= 16 {
+		a := special(binary.LittleEndian.Uint64(s[:8]))
+		b := special(binary.LittleEndian.Uint64(s[8:16]))
+		if a|b != 0 {
+			if a != 0 {
+				return n - len(s) + bits.TrailingZeros64(a)>>3
+			}
+			return n - len(s) + 8 + bits.TrailingZeros64(b)>>3
+		}
+		s = s[16:]
+	}
+	return n - len(s)
+}
+
+// appendEscapedFrom appends s[i:] escaped, s[i] being a byte to escape;
+// the runs of plain bytes between such bytes are copied in one piece.
+func appendEscapedFrom(dst, s []byte, i int) []byte {
+	for i < len(s) {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+		} else {
+			r, size := utf8.DecodeRune(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				dst = append(dst, `\ufffd`...)
+			} else {
+				dst = append(dst, s[i:i+size]...)
+			}
+			i += size
+		}
+		// the next special byte: often close by in text that has one
+		// (JSON), so the first bytes are looked at one by one
+		j := i
+		for end := min(i+16, len(s)); j < end && safeByte[s[j]]; j++ {
+		}
+		if j == i+16 {
+			j += firstSpecial(s[j:])
+		}
+		dst = append(dst, s[i:j]...)
+		i = j
+	}
+	return dst
 }
 
 // AppendLines appends, as AppendLine does, every complete line of buf up

@@ -729,11 +729,11 @@ func (r *runner) start() (<-chan reaper.Exit, int, error) {
 // directory and chroot) in a process group of its own, stdin /dev/null, its
 // stdout and stderr relayed from out and errs.
 func (r *runner) spawn(path string, argv, env []string, out, errs *relay.Source, onPause func(reaper.Pause)) (int, <-chan reaper.Exit, error) {
-	devNull, err := os.Open(os.DevNull)
+	devNull, err := reaper.OpenDevNull()
 	if err != nil {
 		return 0, nil, fmt.Errorf("stdin: %w", err)
 	}
-	defer devNull.Close()
+	defer syscall.Close(devNull)
 	// the read ends are relayed from now on: the child's end of the
 	// stream, or its failure to start, closes the write ends
 	outW, err := r.pipe(out)
@@ -751,7 +751,7 @@ func (r *runner) spawn(path string, argv, env []string, out, errs *relay.Source,
 	attr := &syscall.ProcAttr{
 		Dir:   r.p.WorkingDir,
 		Env:   env,
-		Files: []uintptr{devNull.Fd(), outW.Fd(), errW.Fd()},
+		Files: []uintptr{uintptr(devNull), outW.Fd(), errW.Fd()},
 		Sys: &syscall.SysProcAttr{
 			Setpgid:    true, // its own group: SIGKILL at the deadline reaches its whole tree
 			Credential: r.p.Credential,

@@ -215,48 +215,6 @@ func blockSpecialSWAR(s []byte) int {
 	return n - len(s)
 }
 
-// appendEscapedFrom appends s[i:] escaped, s[i] being a byte to escape;
-// the runs of plain bytes between such bytes are copied in one piece.
-func appendEscapedFrom(dst, s []byte, i int) []byte {
-	for i < len(s) {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-		} else {
-			r, size := utf8.DecodeRune(s[i:])
-			if r == utf8.RuneError && size == 1 {
-				dst = append(dst, `\ufffd`...)
-			} else {
-				dst = append(dst, s[i:i+size]...)
-			}
-			i += size
-		}
-		// the next special byte: often close by in text that has one
-		// (JSON), so the first bytes are looked at one by one
-		j := i
-		for end := min(i+16, len(s)); j < end && safeByte[s[j]]; j++ {
-		}
-		if j == i+16 {
-			j += firstSpecial(s[j:])
-		}
-		dst = append(dst, s[i:j]...)
-		i = j
-	}
-	return dst
-}
-
 // AppendLines appends, as AppendLine does, every complete line of buf up
 // to the first one longer than max bytes: each byte is looked at once, to
 // find both the line's end and what needs escaping. It returns how many

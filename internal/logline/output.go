@@ -113,16 +113,25 @@ const OutputPipeSize = 256 << 10
 // F_GETPIPE_SZ and F_SETPIPE_SZ (fcntl.h), which package syscall lacks.
 const fGetPipeSize, fSetPipeSize = 1032, 1031
 
+// PipeSize returns the capacity of the pipe of fd (either end).
+func PipeSize(fd int) (int, error) {
+	n, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), fGetPipeSize, 0)
+	if errno != 0 {
+		return 0, os.NewSyscallError("fcntl(F_GETPIPE_SZ)", errno)
+	}
+	return int(n), nil
+}
+
 // GrowPipe grows the pipe of fd (either end) to size bytes unless it holds
 // that much already: a larger pipe is never shrunk. The kernel refuses it
 // (EPERM) to an unprivileged user past /proc/sys/fs/pipe-max-size or its
 // pipe-user-pages-soft; the pipe then keeps its size.
 func GrowPipe(fd, size int) error {
-	cur, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), fGetPipeSize, 0)
-	if errno != 0 {
-		return os.NewSyscallError("fcntl(F_GETPIPE_SZ)", errno)
+	cur, err := PipeSize(fd)
+	if err != nil {
+		return err
 	}
-	if int(cur) >= size {
+	if cur >= size {
 		return nil
 	}
 	if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), fSetPipeSize, uintptr(size)); errno != 0 {

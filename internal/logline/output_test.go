@@ -70,11 +70,11 @@ func TestPollable(t *testing.T) {
 
 func pipeSize(t *testing.T, f *os.File) int {
 	t.Helper()
-	n, _, errno := syscall.Syscall(syscall.SYS_FCNTL, f.Fd(), fGetPipeSize, 0)
-	if errno != 0 {
-		t.Fatal(errno)
+	n, err := PipeSize(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return int(n)
+	return n
 }
 
 // The stdout pipe is grown to OutputPipeSize; one already larger is kept.

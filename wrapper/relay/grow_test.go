@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,11 +13,11 @@ import (
 
 func pipeSize(t *testing.T, w *os.File) int {
 	t.Helper()
-	n, _, errno := syscall.Syscall(syscall.SYS_FCNTL, w.Fd(), 1032, 0) // F_GETPIPE_SZ
-	if errno != 0 {
-		t.Fatal(errno)
+	n, err := logline.PipeSize(int(w.Fd()))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return int(n)
+	return n
 }
 
 // A pipe that a read finds full is grown to ChildPipeSize, at most

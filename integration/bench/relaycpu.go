@@ -148,15 +148,9 @@ func relayCPUTable() {
 	fmt.Println("|---|---|---|---|---|---|---|")
 	cat := []string{"cat"}
 	free := []string{"LOG_FORMAT=free"}
-	// grown: the pipe sizes of a baseline's stages, grown as the wrapper's
-	// are or left at Linux's default
-	sizes := func(grown bool, pipes ...int) []int {
-		if !grown {
-			return make([]int, len(pipes))
-		}
-		return pipes
-	}
-	both := []bool{true, false}
+	// the pipes of a baseline's two stages: [0] grown as the wrapper's are,
+	// [1] left at Linux's default
+	pipes := [2][2]int{{childPipe, outPipe}, {0, 0}}
 	for _, v := range []struct {
 		name, cfg string
 		ins       []string
@@ -169,13 +163,12 @@ func relayCPUTable() {
 		var mid, cwall, cpuRatio, wallRatio [2][]time.Duration // [0]: same pipes, [1]: default ones
 		for i := 0; i < rounds; i++ {
 			w, cpu := runPipeline([]stage{{argv: []string{wrapper, "-config", v.cfg}}, {argv: cat}})
-			for j, grown := range both {
-				p := sizes(grown, childPipe, outPipe)
+			for j, p := range pipes {
 				_, wcpu := runPipeline([]stage{{argv: append([]string{"cat"}, v.ins...), pipe: p[0]}, {argv: cat}})
 				_, m := runPipeline([]stage{{argv: cat, in: out, pipe: p[0]}, {argv: cat, pipe: p[1]}, {argv: cat}})
 				cw, _ := runPipeline([]stage{{argv: cat, in: out, pipe: p[1]}, {argv: cat}})
 				o := cpu[0] - wcpu[0]
-				if grown {
+				if j == 0 {
 					own, wall = append(own, o), append(wall, w)
 				}
 				mid[j], cwall[j] = append(mid[j], m[1]), append(cwall[j], cw)
@@ -199,8 +192,7 @@ func relayCPUTable() {
 		for i := 0; i < rounds; i++ {
 			w, _ := runPipeline([]stage{{argv: []string{wrapper, "-config", cfg1}, env: free}, {argv: cat}})
 			fwall = append(fwall, w)
-			for j, grown := range both {
-				p := sizes(grown, childPipe, outPipe)
+			for j, p := range pipes {
 				b, _ := runPipeline([]stage{{argv: cat, in: in, pipe: p[0]}, {argv: cat, pipe: p[1]}, {argv: cat}})
 				fbase[j] = append(fbase[j], b)
 				fratio[j] = append(fratio[j], time.Duration(1000*w.Seconds()/b.Seconds()))

@@ -347,6 +347,25 @@ func validateHTTP(d *decoder, n *yaml.Node, field string, c *HTTPCheck) {
 		c.Method = "GET"
 	}
 	c.Method = strings.ToUpper(c.Method)
+	if !isToken(c.Method) {
+		d.fail(child(kindNode, "method"), field+".method", "want an HTTP method (letters, no spaces), got %q", c.Method)
+	}
+	headers := "headers"
+	if strings.HasSuffix(field, ".httpGet") {
+		headers = "httpHeaders"
+	}
+	for i, kv := range c.Headers {
+		at := fmt.Sprintf("%s.%s[%d]", field, headers, i)
+		if headers == "headers" {
+			at = fmt.Sprintf("%s.headers.%s", field, kv.Key)
+		}
+		if !isToken(kv.Key) {
+			d.fail(child(kindNode, headers), at, "want a header name (letters, digits and !#$%%&'*+-.^_`|~), got %q", kv.Key)
+		} else if i := strings.IndexFunc(kv.Value, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }); i >= 0 {
+			// the value itself is not shown: it may be a credential
+			d.fail(child(kindNode, headers), at, "a header value cannot hold control characters (a line break would end the header): byte %d is %q", i, kv.Value[i])
+		}
+	}
 	if c.ExpectedStatus == "" {
 		c.ExpectedStatus = "200-399" // kubelet's rule
 	}
@@ -363,6 +382,21 @@ func validateHTTP(d *decoder, n *yaml.Node, field string, c *HTTPCheck) {
 			c.BodyRegexp = re
 		}
 	}
+}
+
+// isToken says whether s is an HTTP token (RFC 9110 5.6.2), which methods
+// and header names are.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // parseStatusRanges reads "200", "200-399" or "200-299,404".

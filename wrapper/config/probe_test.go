@@ -73,6 +73,9 @@ func TestProbeErrors(t *testing.T) {
 		"zero period":         {"readiness: {tcp: {socket: 'a:1'}, periodSeconds: 0}", `field "readiness.periodSeconds": must be at least 1`},
 		"bad status":          {"readiness: {http: {port: 1, expectedStatus: 2xx}}", `field "readiness.http.expectedStatus": want statuses`},
 		"bad regexp":          {"readiness: {http: {port: 1, bodyMatch: '('}}", `field "readiness.http.bodyMatch": bad regular expression`},
+		"bad method":          {"readiness: {http: {port: 1, method: 'GET /x'}}", `field "readiness.http.method": want an HTTP method`},
+		"bad header name":     {"readiness: {http: {port: 1, headers: {'X Y': z}}}", `field "readiness.http.headers.X Y": want a header name`},
+		"header injection":    {"readiness: {httpGet: {port: 1, httpHeaders: [{name: A, value: \"s3cret\\r\\nX-Evil: 1\"}]}}", `field "readiness.httpGet.httpHeaders[0]": a header value cannot hold control characters (a line break would end the header): byte 6 is '\r'`},
 		"url and port":        {"readiness: {http: {url: 'http://a/', port: 1}}", `url and host/port/path/scheme are both set`},
 		"bad url":             {"readiness: {http: {url: 'ftp://u:secret@a/'}}", `want an http:// or https:// URL, got "ftp://u:xxxxx@a/"`},
 		"exec without cmd":    {"readiness: {exec: {command: []}}", `field "readiness.exec.command": required`},
@@ -82,7 +85,8 @@ func TestProbeErrors(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			_, err := Parse("p.yaml", []byte("- name: a\n  entrypoint: x\n  "+tc.probe+"\n"))
-			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `p.yaml:`) || !strings.Contains(err.Error(), `process "a"`) {
+			// and no error shows a credential
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `p.yaml:`) || !strings.Contains(err.Error(), `process "a"`) || strings.Contains(err.Error(), "s3cret") {
 				t.Errorf("error %v\nwant %q", err, tc.want)
 			}
 		})

@@ -259,10 +259,11 @@ func (h *httpCheck) exchange() (*answer, error) {
 	}
 	// the body ended where its framing said (a further read says EOF;
 	// a body that runs to the connection's end has Close set): the
-	// connection is where the next answer starts
+	// connection is where the next answer starts, unless the server
+	// switched it to another protocol
 	var one [1]byte
 	n, end := resp.Body.Read(one[:])
-	a.reusable = n == 0 && end == io.EOF && !resp.Close
+	a.reusable = n == 0 && end == io.EOF && !resp.Close && resp.StatusCode != http.StatusSwitchingProtocols
 	return a, nil
 }
 

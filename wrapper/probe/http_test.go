@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -89,6 +90,12 @@ func TestHTTPAnswerFraming(t *testing.T) {
 			// longer than a check reads: the rest is never read, so the
 			// connection cannot carry the next answer
 			fmt.Fprint(w, big)
+		case "/upgrade":
+			// the connection now speaks another protocol: it is not kept
+			conn, brw, _ := w.(http.Hijacker).Hijack()
+			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n")
+			brw.Flush()
+			go func() { defer conn.Close(); io.Copy(io.Discard, brw) }()
 		case "/unframed":
 			// HTTP/1.0 style: the body ends with the connection
 			conn, brw, _ := w.(http.Hijacker).Hijack()
@@ -109,6 +116,7 @@ func TestHTTPAnswerFraming(t *testing.T) {
 		{"/close", "", 3},
 		{"/big", ", bodyMatch: '^x+$'", 3},
 		{"/unframed", ", bodyMatch: 'all fine'", 3},
+		{"/upgrade", ", expectedStatus: '101'", 3},
 	} {
 		before := srv.accepted.Load()
 		c := checker(t, fmt.Sprintf("http: {url: '%s%s'%s}", srv.URL, tc.path, tc.extra))

@@ -9,10 +9,8 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/internal/syncbuf"
@@ -22,11 +20,7 @@ import (
 // unread is how many bytes wait in the pipe read end fd (FIONREAD): 0 once
 // the relay has read what was written.
 func unread(t *testing.T, fd int) int {
-	var n int32
-	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TIOCINQ, uintptr(unsafe.Pointer(&n))); errno != 0 {
-		t.Fatal(errno)
-	}
-	return int(n)
+	return pending(fd)
 }
 
 // keepWriting writes data to w again and again until the returned stop is
@@ -272,5 +266,71 @@ func TestPollerLoneLine(t *testing.T) {
 	case <-out.at:
 	case <-time.After(time.Second):
 		t.Fatal("a line written alone was not relayed within 1 s")
+	}
+}
+
+// gated is a stdout that takes nothing until open is closed: the relay
+// then falls behind its pipe, as a slow machine makes it.
+type gated struct {
+	open chan struct{}
+	out  syncbuf.Buffer
+}
+
+func (g *gated) Write(p []byte) (int, error) {
+	<-g.open
+	return g.out.Write(p)
+}
+
+// What a pipe holds when its deadline passes is relayed, however long that
+// takes: the deadline bounds the wait for a writer that keeps the pipe
+// open, not the reading of what its processes wrote before they exited.
+// (With the pipe grown, a process's last 256 KiB can wait in it when the
+// wrapper drains.)
+func TestExpiredStreamRelaysWhatThePipeHeld(t *testing.T) {
+	for _, open := range []bool{false, true} {
+		t.Run(fmt.Sprintf("writer still open %v", open), func(t *testing.T) {
+			p := poller(t)
+			g := &gated{open: make(chan struct{})}
+			fd, w, err := Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			if err := logline.GrowPipe(fd, ChildPipeSize); err != nil {
+				t.Skipf("cannot grow a pipe here: %v", err)
+			}
+			var ends ended
+			st, err := p.Relay(&Source{Format: Logfmt, Line: logline.NewLineFormat("held", "stdout", nil), Out: logline.NewOutput(g), Now: fixedNow}, fd, ends.add())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// the first line holds the relay in its write; the others
+			// wait in the pipe
+			fmt.Fprintf(w, "line 0\n")
+			waitfor.Condition(t, 5*time.Second, "the first line read", func() bool { return unread(t, fd) == 0 })
+			const lines = 2000
+			var batch strings.Builder
+			for i := 1; i < lines; i++ {
+				fmt.Fprintf(&batch, "line %d %s\n", i, strings.Repeat("x", 90))
+			}
+			if _, err := w.WriteString(batch.String()); err != nil {
+				t.Fatal(err)
+			}
+			if !open {
+				w.Close()
+			}
+			st.Expire(time.Now().Add(-time.Second))
+			close(g.open)
+			ends.wait(t, 10*time.Second)
+			got := g.out.String()
+			if n := strings.Count(got, "\n"); n != lines {
+				t.Fatalf("%d lines relayed of the %d written before the deadline; the last: %.200q", n, lines, got[strings.LastIndexByte(got[:len(got)-1], '\n')+1:])
+			}
+			for st, err := range ends.errs {
+				if open != errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Errorf("stream %p ended with %v", st, err)
+				}
+			}
+		})
 	}
 }

@@ -157,6 +157,10 @@ type Stream struct {
 	err   error
 	grown bool // its pipe counts in the poller's grown
 	fixed bool // its pipe is not to be grown: the kernel refused
+	// past the deadline: held is what the pipe still holds of what it held
+	// at the deadline, which is relayed before the stream ends (see turn)
+	draining bool
+	held     int
 
 	mu       sync.Mutex
 	busy     bool // being relayed (or ended) by its owner
@@ -219,13 +223,22 @@ func (st *Stream) turn() bool {
 	st.mu.Lock()
 	late := st.late()
 	st.mu.Unlock()
-	if late {
-		st.finish(os.ErrDeadlineExceeded)
-		return false
+	if late && !st.draining {
+		// what the pipe holds now was written before the deadline (by a
+		// process that has exited, often): it is relayed however long
+		// that takes; what comes after it is not waited for
+		st.draining, st.held = true, pending(st.fd)
 	}
+	// once that is read, one more read tells the pipe's end (EOF) from a
+	// writer still holding it, whose later bytes are not waited for
+	last := st.draining && st.held <= 0
 	in := st.in
 	in.take()
-	n, err := read(st.fd, in.buf[in.end:])
+	buf := in.buf[in.end:]
+	if st.draining && !last && len(buf) > st.held {
+		buf = buf[:st.held]
+	}
+	n, err := read(st.fd, buf)
 	switch {
 	case err == syscall.EINTR:
 		return true
@@ -255,6 +268,9 @@ func (st *Stream) turn() bool {
 		rerr = io.EOF
 	default:
 		in.end += n
+		if st.draining {
+			st.held -= n
+		}
 		if n >= defaultPipeSize && !st.grown && !st.fixed {
 			st.grow()
 		}
@@ -262,6 +278,10 @@ func (st *Stream) turn() bool {
 	st.step(rerr)
 	if rerr != nil {
 		st.finish(rerr)
+		return false
+	}
+	if last {
+		st.finish(os.ErrDeadlineExceeded)
 		return false
 	}
 	return true
@@ -280,6 +300,16 @@ func (st *Stream) grow() {
 		return
 	}
 	st.grown = true
+}
+
+// pending is how many bytes wait in the pipe read end fd (0 when the kernel
+// does not say).
+func pending(fd int) int {
+	var n int32
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TIOCINQ, uintptr(unsafe.Pointer(&n))); errno != 0 {
+		return 0
+	}
+	return int(n)
 }
 
 // late reports whether the deadline has passed (st.mu held).
@@ -310,7 +340,9 @@ func (st *Stream) Expire(at time.Time) {
 	}
 	st.timer = time.AfterFunc(time.Until(at), func() {
 		st.mu.Lock()
-		idle := !st.busy && !st.ended
+		// an idle stream whose pipe holds bytes is the poller's: their
+		// event is on its way, and its turn relays them first
+		idle := !st.busy && !st.ended && pending(st.fd) == 0
 		if idle {
 			st.busy = true // ours now: the poller leaves it alone
 		}

@@ -278,8 +278,7 @@ func TestCtlSocketPermissions(t *testing.T) {
 	w.ctlOK("status") // root still may
 
 	// a socket left by a killed wrapper is replaced by the next one
-	w.cmd.Process.Kill()
-	<-w.done
+	w.kill()
 	if _, err := os.Lstat(w.socket); err != nil {
 		t.Fatalf("the killed wrapper's socket: %v", err)
 	}

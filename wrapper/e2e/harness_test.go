@@ -121,7 +121,9 @@ func start(t *testing.T, cfg string, o opts) *wrapper {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	// a race-built wrapper would otherwise sleep a second at its exit
 	// (ThreadSanitizer's atexit_sleep_ms), which the timing tests would count
-	cmd.Env = append(append(os.Environ(), "GORACE=atexit_sleep_ms=0"), o.env...)
+	// PW_E2E_TEST names the test in its processes' environment: a process
+	// left behind tells which test left it
+	cmd.Env = append(append(os.Environ(), "GORACE=atexit_sleep_ms=0", "PW_E2E_TEST="+t.Name()), o.env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -169,22 +171,53 @@ func start(t *testing.T, cfg string, o opts) *wrapper {
 		select {
 		case <-w.done:
 		default:
-			// under unshare, its child is the wrapper: kill both
-			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid)); err == nil {
-				for _, f := range bytes.Fields(b) {
-					var pid int
-					fmt.Sscan(string(f), &pid)
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-			_ = cmd.Process.Kill()
-			<-w.done
+			w.kill()
 		}
 		if t.Failed() {
 			t.Logf("wrapper output:\n%s", w.dump())
 		}
 	})
 	return w
+}
+
+// kill ends a wrapper still running at the end of its test with SIGKILL,
+// and its processes with it: a wrapper that is not PID 1 leaves them
+// running (they are the point of control_test's killed wrapper), and a
+// test must leave no process behind. Frozen first, the wrapper starts no
+// process meanwhile. Under unshare the wrapper is unshare's child and PID 1
+// of its namespace: killing it ends the namespace's processes.
+func (w *wrapper) kill() {
+	pid := w.cmd.Process.Pid
+	_ = syscall.Kill(pid, syscall.SIGSTOP)
+	for _, child := range children(pid) {
+		if filepath.Base(w.cmd.Path) != "unshare" {
+			for _, grandchild := range children(child) {
+				_ = syscall.Kill(-grandchild, syscall.SIGKILL) // each process's own group
+				_ = syscall.Kill(grandchild, syscall.SIGKILL)
+			}
+			_ = syscall.Kill(-child, syscall.SIGKILL)
+		}
+		_ = syscall.Kill(child, syscall.SIGKILL)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	<-w.done
+}
+
+// children lists pid's children: those of each of its threads (any thread
+// of a Go program may be the one that forks).
+func children(pid int) []int {
+	var pids []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		for _, f := range bytes.Fields(b) {
+			var c int
+			if _, err := fmt.Sscan(string(f), &c); err == nil {
+				pids = append(pids, c)
+			}
+		}
+	}
+	return pids
 }
 
 func decode(b []byte) line {
@@ -311,11 +344,11 @@ func (w *wrapper) pid() int {
 		return pid
 	}
 	waitfor.Condition(w.t, 5*time.Second, "unshare's child to run the wrapper", func() bool {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", w.cmd.Process.Pid, w.cmd.Process.Pid))
-		if err != nil || len(bytes.Fields(b)) == 0 {
+		c := children(w.cmd.Process.Pid)
+		if len(c) == 0 {
 			return false
 		}
-		fmt.Sscan(string(bytes.Fields(b)[0]), &pid)
+		pid = c[0]
 		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 		return filepath.Base(exe) == filepath.Base(wrapperBin)
 	})

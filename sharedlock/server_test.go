@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/process-wrapper/process-wrapper/internal/freeport"
 	"github.com/process-wrapper/process-wrapper/internal/logline"
 	"github.com/process-wrapper/process-wrapper/internal/waitfor"
 )
@@ -26,29 +26,8 @@ import (
 // The tests run an embedded etcd whose data directory is on tmpfs
 // (/dev/shm): no disk syncs slow them down, and nothing outlives the run.
 
-// freePort returns a loopback port for an embedded etcd to listen on: free
-// when asked, never handed out before in this test binary, and below the
-// kernel's ephemeral range (32768-60999 here). A port taken from that range
-// (net.Listen on :0) can be another program's outgoing connection's by the
-// time etcd binds it, which the parallel packages of make test did.
-func freePort(t testing.TB) int {
-	for range 1000 {
-		p := 12000 + rand.IntN(8000)
-		if _, dup := handedOut.LoadOrStore(p, true); dup {
-			continue
-		}
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		return p
-	}
-	t.Fatal("no free loopback port in 12000-19999")
-	return 0
-}
-
-var handedOut sync.Map
+// freePort is the port an embedded etcd listens on (see freeport).
+func freePort(t testing.TB) int { return freeport.Loopback(t) }
 
 func tmpfsDir(t testing.TB) string {
 	base := "/dev/shm"

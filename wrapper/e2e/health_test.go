@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/process-wrapper/process-wrapper/internal/freeport"
 	"github.com/process-wrapper/process-wrapper/internal/waitfor"
 )
 
@@ -27,15 +28,9 @@ func httpGet(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+// freePort is a port for a wrapper whose address the test must know before
+// the wrapper writes anything (see freeport).
+func freePort(t *testing.T) int { return freeport.Loopback(t) }
 
 // readinessFile returns the -readiness-file the harness gave the wrapper.
 func readinessFile(w *wrapper) string {

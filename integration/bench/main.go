@@ -58,7 +58,11 @@ func section(name, title string) bool {
 	return true
 }
 
-var wrapper, child, tmp string
+// tmp holds the binaries' copies and the configs; data the writers' input
+// and the captured output (a gigabyte in all), in memory where /dev/shm
+// is: on disk, their writeback 30 s after the relay sections wrote them
+// fell on the sections that came next
+var wrapper, child, tmp, data string
 
 func main() {
 	flag.Parse()
@@ -71,6 +75,10 @@ func main() {
 		fail(err)
 	}
 	defer os.RemoveAll(tmp)
+	if data, err = os.MkdirTemp("/dev/shm", "pw-bench-"); err != nil {
+		data = tmp
+	}
+	defer os.RemoveAll(data)
 	wrapper = asInstalled(wrapper)
 	peers := map[string]bool{}
 	for _, p := range []string{"tini", "dumb-init", "supervisord"} {
@@ -115,6 +123,8 @@ func main() {
 
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.RemoveAll(tmp)
+	os.RemoveAll(data)
 	os.Exit(1)
 }
 

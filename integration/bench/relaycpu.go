@@ -90,7 +90,7 @@ func runPipeline(stages []stage) (time.Duration, []time.Duration) {
 // writeLines writes n lines of 98 bytes each over files files (the
 // writers' input: cat moves them at the speed of a pipe).
 func writeLines(name string, n int) string {
-	p := filepath.Join(tmp, name)
+	p := filepath.Join(data, name)
 	f, err := os.Create(p)
 	if err != nil {
 		fail(err)
@@ -162,7 +162,7 @@ func relayCPUTable() {
 		ins              []string
 		want             int
 	}{{"1 writer", cfg1, empty1, []string{in}, n}, {"4 writers", cfg4, empty4, ins, n}} {
-		out := filepath.Join(tmp, "out.txt")
+		out := filepath.Join(data, "out.txt")
 		got := capture([]string{wrapper, "-config", v.cfg}, nil, out)
 		checkLines(got, v.want)
 		var own, wall []time.Duration

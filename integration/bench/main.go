@@ -53,7 +53,8 @@ func asInstalled(path, name string) string {
 // second and a half, so that its page-out (a second after its processes
 // started) gives the binary's pages back, as on a node where the wrapper
 // has run before. They come back through the next starts' page faults, in
-// small folios. It returns path.
+// small folios. It returns path, or "" when the wrapper could not page out
+// (a kernel before 5.4).
 func pagedOut(path string) string {
 	f, err := os.Open(path)
 	if err != nil {
@@ -65,8 +66,13 @@ func pagedOut(path string) string {
 	f.Close()
 	cfg := writeConfig("sleep.yaml", "- {name: s, entrypoint: sleep, args: [\"1.5\"], restartPolicy: Never}\n")
 	cmd := exec.Command(path, "-debug", "-config", cfg, "-http-address", "127.0.0.1:0", "-readiness-file", filepath.Join(tmp, "paged-out-started"))
-	if out, err := cmd.CombinedOutput(); err != nil || !bytes.Contains(out, []byte("gave back the binary")) {
-		fail(fmt.Errorf("%s: %v, no page-out in its log: %s", path, err, out))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		fail(fmt.Errorf("%s: %v: %s", path, err, out))
+	}
+	if !bytes.Contains(out, []byte("gave back the binary")) {
+		fmt.Printf("note: the wrapper did not page out its binary here; the later start's row is skipped\n")
+		return ""
 	}
 	return path
 }
@@ -425,9 +431,11 @@ func startTable(peers map[string]bool) {
 	// pull; and a later one, from a copy an earlier run paged out
 	first := asInstalled(wrapperBin, "process-wrapper-first")
 	later := pagedOut(asInstalled(wrapperBin, "process-wrapper-later"))
-	rows := [][]string{{"/bin/true"}, {first, "-config", cfg}, {first, "-config", cfg, "-readiness-file=", "-control-socket="}, {later, "-config", cfg}}
-	names := []string{"true alone", "process-wrapper", "process-wrapper -readiness-file= -control-socket= (no file written, no control socket)",
-		"process-wrapper, a later start: an earlier run's page-out gave its binary's pages back"}
+	rows := [][]string{{"/bin/true"}, {first, "-config", cfg}, {first, "-config", cfg, "-readiness-file=", "-control-socket="}}
+	names := []string{"true alone", "process-wrapper", "process-wrapper -readiness-file= -control-socket= (no file written, no control socket)"}
+	if later != "" {
+		rows, names = append(rows, []string{later, "-config", cfg}), append(names, "process-wrapper, a later start: an earlier run's page-out gave its binary's pages back")
+	}
 	// the wrapper's start before its own code: the runtime and the
 	// initialisers of what it imports (make bench builds it as the wrapper)
 	floor := filepath.Join(*binDir, "floor")
